@@ -1,0 +1,85 @@
+# Open-AutoGLM. `make demo` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STACK   := .stack
+STAMPS  := $(STACK)/stamps
+export PIP_CACHE_DIR := $(CURDIR)/$(STACK)/cache/pip
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+MVN     := mvn -q -B -Dmaven.repo.local=$(CURDIR)/$(STACK)/m2
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST  := $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: help setup system-packages proto proto-check lint test test-unit test-integration \
+        demo stack-up stack-down services-up services-down lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+setup: $(STAMPS)/venv $(STAMPS)/jars system-packages  ## install everything (idempotent)
+
+$(STAMPS)/venv: requirements.lock pyproject.toml
+	@mkdir -p $(STAMPS)
+	[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(STAMPS)/jars: stack/pom.xml
+	@mkdir -p $(STAMPS)
+	rm -rf $(STACK)/lib/kafka $(STACK)/lib/neo4j
+	cd stack && $(MVN) -P kafka dependency:copy-dependencies -DincludeScope=runtime \
+	    -DoutputDirectory=$(CURDIR)/$(STACK)/lib/kafka
+	cd stack && $(MVN) -P neo4j dependency:copy-dependencies -DincludeScope=runtime \
+	    -DoutputDirectory=$(CURDIR)/$(STACK)/lib/neo4j
+	@touch $@
+
+# redis-server for the local stack, kcat for the "any Kafka client" test.
+system-packages:
+	@if ! command -v redis-server >/dev/null || ! command -v kcat >/dev/null; then \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server kcat >/dev/null; \
+	fi
+
+lock:  ## re-resolve requirements.in into requirements.lock
+	$(PY) -m pip install -q -r requirements.in && $(PY) -m pip freeze --exclude-editable > requirements.lock
+
+proto: $(STAMPS)/venv  ## regenerate the Python code of proto/
+	$(PY) -m autoglm.protogen
+
+lint: $(STAMPS)/venv  ## ruff and mypy
+	$(VENV)/bin/ruff check libs services tests
+	$(VENV)/bin/mypy
+
+test-unit: setup
+	$(PYTEST) tests/unit -q
+
+test-integration: setup
+	$(PYTEST) tests/integration tests/e2e -q
+
+test: setup lint  ## lint, then unit, integration and end-to-end tests against real servers
+	$(PYTEST) tests/unit -q
+	$(PYTEST) tests/integration tests/e2e -q
+
+stack-up: setup  ## start Kafka, Neo4j and Redis as local processes
+	$(VENV)/bin/autoglm stack up
+
+stack-down:  ## stop the local stack
+	$(VENV)/bin/autoglm stack down
+
+services-up: stack-up  ## start the four services in the background
+	$(VENV)/bin/autoglm services start
+
+services-down:
+	$(VENV)/bin/autoglm services stop
+
+demo: services-up  ## set up, start everything, ingest a sample KB, ask sample questions
+	$(VENV)/bin/autoglm demo
+	@echo "Everything keeps running: 'make services-down stack-down' stops it."
+
+clean:  ## stop everything and remove the local stack's data (keeps downloads)
+	-$(VENV)/bin/autoglm services stop
+	-$(VENV)/bin/autoglm stack down
+	rm -rf $(STACK)/data $(STACK)/logs $(STACK)/run

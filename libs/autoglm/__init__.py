@@ -1,0 +1,3 @@
+"""Open-AutoGLM shared library: settings, contracts, bus, tracing, stores and model code."""
+
+__version__ = "0.1.0"

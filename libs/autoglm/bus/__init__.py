@@ -1,0 +1,1 @@
+"""Kafka plumbing shared by the services: topics, the service runtime, idempotency, clients."""

@@ -1,0 +1,158 @@
+"""A client of the pipeline, as a user would write one: publish requests, collect replies.
+
+It listens to the reply topics (results, graph-commits, dead-letters) from their current end
+*before* publishing, so no reply can slip past, and matches replies by request id. Dead letters
+about our own requests end the wait with the reason instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from google.protobuf.message import Message
+
+from autoglm.bus import topics
+from autoglm.contracts import PROTOBUF, DeadLetter, GraphCommit, Result, decode, encode
+from autoglm.errors import BadInputError
+from autoglm.settings import Settings
+
+REPLY_TYPES: dict[str, type[Message]] = {
+    topics.RESULTS: Result,
+    topics.GRAPH_COMMITS: GraphCommit,
+    topics.DEAD_LETTERS: DeadLetter,
+}
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class PipelineClient:
+    settings: Settings
+    content_type: str = PROTOBUF
+    _producer: AIOKafkaProducer | None = None
+    _consumer: AIOKafkaConsumer | None = None
+    _waiting: dict[str, asyncio.Future[Message]] = field(default_factory=dict)
+    _early: dict[str, Message] = field(default_factory=dict)
+    _reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await topics.ensure_topics(self.settings)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", enable_idempotence=True,
+            linger_ms=5,
+        )
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False
+        )
+        await self._consumer.start()
+        partitions: list[TopicPartition] = []
+        for name in REPLY_TYPES:
+            topic = self.settings.topic(name)
+            for partition in self._consumer.partitions_for_topic(topic) or (
+                await self._partitions(topic)
+            ):
+                partitions.append(TopicPartition(topic, partition))
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_end(*partitions)
+        # Resolve the end offsets now: a reply published after this point is seen.
+        for tp in partitions:
+            await self._consumer.position(tp)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _partitions(self, topic: str) -> set[int]:
+        assert self._consumer is not None
+        await self._consumer._client.force_metadata_update()  # noqa: SLF001
+        return self._consumer.partitions_for_topic(topic) or {0}
+
+    async def stop(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+        if self._producer:
+            await self._producer.stop()
+        if self._consumer:
+            await self._consumer.stop()
+
+    async def __aenter__(self) -> PipelineClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _read(self) -> None:
+        assert self._consumer is not None
+        prefix_len = len(self.settings.topic_prefix)
+        async for record in self._consumer:
+            message_type = REPLY_TYPES.get(record.topic[prefix_len:])
+            if message_type is None or record.value is None:
+                continue
+            headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
+            try:
+                reply = decode(message_type, record.value, headers)
+            except BadInputError:
+                continue
+            request_id = getattr(reply, "request_id", "")
+            future = self._waiting.get(request_id)
+            if future is not None and not future.done():
+                future.set_result(reply)
+            elif request_id:
+                self._early[request_id] = reply
+
+    async def publish(self, topic: str, message: Message, key: str) -> None:
+        assert self._producer is not None
+        body, headers = encode(message, self.content_type)
+        await self._producer.send_and_wait(
+            self.settings.topic(topic), body, key=key.encode(),
+            headers=[(k, v.encode()) for k, v in headers.items()],
+        )
+
+    def expect(self, request_ids: Iterable[str]) -> None:
+        """Register interest in replies before publishing the requests."""
+        loop = asyncio.get_running_loop()
+        for request_id in request_ids:
+            self._waiting.setdefault(request_id, loop.create_future())
+
+    async def reply(self, request_id: str, timeout_s: float) -> Message:
+        """The first reply (result, graph commit or dead letter) for ``request_id``."""
+        if request_id in self._early:
+            return self._early.pop(request_id)
+        future = self._waiting.setdefault(request_id, asyncio.get_running_loop().create_future())
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        finally:
+            self._waiting.pop(request_id, None)
+
+    async def replies(
+        self, request_ids: Iterable[str], timeout_s: float
+    ) -> AsyncIterator[tuple[str, Message]]:
+        """Replies as they arrive; raises ``TimeoutError`` if some never come."""
+        pending = {
+            asyncio.ensure_future(self._reply_tagged(rid, timeout_s)) for rid in request_ids
+        }
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                yield task.result()
+
+    async def _reply_tagged(self, request_id: str, timeout_s: float) -> tuple[str, Message]:
+        return request_id, await self.reply(request_id, timeout_s)
+
+
+@asynccontextmanager
+async def pipeline_client(
+    settings: Settings, content_type: str = PROTOBUF
+) -> AsyncIterator[PipelineClient]:
+    client = PipelineClient(settings, content_type)
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()

@@ -1,0 +1,76 @@
+"""Every topic of the system, in one place. Names are logical; ``Settings.topic`` adds the prefix."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from autoglm.settings import Settings
+
+DOCUMENTS = "documents"
+PARSED_DOCUMENTS = "parsed-documents"
+GRAPH_COMMITS = "graph-commits"
+QUESTIONS = "questions"
+PARSED_QUESTIONS = "parsed-questions"
+REASONING_INPUTS = "reasoning-inputs"
+RESULTS = "results"
+FEEDBACK = "feedback"
+TRAINING_EXAMPLES = "training-examples"
+MODEL_UPDATES = "model-updates"
+DEAD_LETTERS = "dead-letters"
+
+ALL_TOPICS = (
+    DOCUMENTS,
+    PARSED_DOCUMENTS,
+    GRAPH_COMMITS,
+    QUESTIONS,
+    PARSED_QUESTIONS,
+    REASONING_INPUTS,
+    RESULTS,
+    FEEDBACK,
+    TRAINING_EXAMPLES,
+    MODEL_UPDATES,
+    DEAD_LETTERS,
+)
+
+# Model updates are broadcast to every inference replica; one partition keeps them ordered.
+SINGLE_PARTITION_TOPICS = frozenset({MODEL_UPDATES})
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
+    """Create every topic that does not exist yet (idempotent, safe to race with replicas)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            await admin.close()
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(1.0)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name=settings.topic(name),
+                num_partitions=1 if name in SINGLE_PARTITION_TOPICS else settings.topic_partitions,
+                replication_factor=1,
+            )
+            for name in ALL_TOPICS
+            if settings.topic(name) not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another replica won the race
+            log.info("created topics", extra={"topics": [t.name for t in missing]})
+    finally:
+        await admin.close()

@@ -1,0 +1,154 @@
+"""The ``autoglm`` command: stack, services, ingest, ask, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autoglm.cli.requests import (
+    IngestSummary,
+    ask,
+    ingest,
+    kb_documents,
+    print_result,
+    text_documents,
+)
+from autoglm.cli.services import ServiceManager
+from autoglm.contracts import DeadLetter, to_json_dict
+from autoglm.settings import PROJECT_ROOT, Settings
+from autoglm.stack.cli import stack_app
+
+app = typer.Typer(help="Open-AutoGLM: knowledge-graph question answering over Kafka.",
+                  no_args_is_help=True)
+services_app = typer.Typer(help="Run the four services as local background processes.",
+                           no_args_is_help=True)
+ingest_app = typer.Typer(help="Feed the knowledge graph through Kafka.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(services_app, name="services")
+app.add_typer(ingest_app, name="ingest")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+def _services_table(manager: ServiceManager) -> Table:
+    table = Table("service", "pid", "state", "log")
+    for process in manager.status():
+        table.add_row(process.name, str(process.pid or "-"),
+                      "running" if process.running else "stopped", str(process.log))
+    return table
+
+
+@services_app.command("start")
+def services_start(
+    names: Annotated[list[str] | None, typer.Argument(help="Services (default: all).")] = None,
+) -> None:
+    """Start the services (no-op for those already running) and wait until they consume."""
+    manager = ServiceManager(Settings())
+    try:
+        manager.start(names)
+    except (RuntimeError, KeyError) as exc:
+        _fail(str(exc))
+    out.print(_services_table(manager))
+
+
+@services_app.command("stop")
+def services_stop(
+    names: Annotated[list[str] | None, typer.Argument(help="Services (default: all).")] = None,
+) -> None:
+    """Stop services started by `services start` (SIGTERM: in-flight messages finish)."""
+    manager = ServiceManager(Settings())
+    manager.stop(names)
+    out.print(_services_table(manager))
+
+
+@services_app.command("status")
+def services_status() -> None:
+    out.print(_services_table(ServiceManager(Settings())))
+
+
+def _print_summary(summary: IngestSummary) -> None:
+    out.print_json(json.dumps(summary.__dict__))
+
+
+@ingest_app.command("kb")
+def ingest_kb(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="subject|rel|object")],
+    lines_per_document: Annotated[int, typer.Option(help="KB lines per message.")] = 500,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the commits.")] = 600.0,
+) -> None:
+    """Publish a KB file; returns when graph-builder has committed all of it."""
+    documents = list(kb_documents(file, lines_per_document))
+    _print_summary(asyncio.run(ingest(Settings(), documents, timeout)))
+
+
+@ingest_app.command("text")
+def ingest_text(
+    path: Annotated[Path, typer.Argument(exists=True, help="A text file or a folder of them.")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the commits.")] = 600.0,
+) -> None:
+    """Publish free-text documents; returns when graph-builder has committed all of them."""
+    _print_summary(asyncio.run(ingest(Settings(), list(text_documents(path)), timeout)))
+
+
+@app.command("ask")
+def ask_command(
+    question: Annotated[str, typer.Argument(help="Mark the topic entity as [name] if you can.")],
+    hops: Annotated[int, typer.Option(min=0, max=3, help="0: service default.")] = 0,
+    top_k: Annotated[int, typer.Option(min=0, max=100, help="0: service default.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 60.0,
+) -> None:
+    """Publish one question and print the answer, confidence and path when it arrives."""
+    try:
+        (reply,) = asyncio.run(ask(Settings(), [question], hops=hops, top_k=top_k,
+                                   timeout_s=timeout))
+    except TimeoutError:
+        _fail(f"no answer within {timeout:.0f}s: are the services running? "
+              "(`autoglm services status`)")
+    if as_json:
+        out.print_json(json.dumps(to_json_dict(reply)))
+    else:
+        print_result(reply, out)
+    if isinstance(reply, DeadLetter):
+        raise typer.Exit(2)
+
+
+@app.command("demo")
+def demo(
+    kb: Annotated[Path, typer.Option(help="KB to ingest.")] = PROJECT_ROOT / "samples/kb_sample.txt",
+    questions: Annotated[Path, typer.Option(help="Questions (MetaQA format).")] = (
+        PROJECT_ROOT / "samples/questions.txt"
+    ),
+) -> None:
+    """Ingest the sample KB and ask the sample questions through Kafka."""
+    settings = Settings()
+    out.rule("ingesting the sample KB through Kafka")
+    _print_summary(asyncio.run(ingest(settings, list(kb_documents(kb, 100)), 300.0)))
+    out.rule("asking the sample questions through Kafka")
+    rows = [line.split("\t") for line in questions.read_text().splitlines() if line.strip()]
+    replies = asyncio.run(ask(settings, [r[0] for r in rows], hops=1, top_k=5, timeout_s=120.0))
+    hits = 0
+    for row, reply in zip(rows, replies, strict=True):
+        print_result(reply, out)
+        gold = set(row[1].split("|")) if len(row) > 1 else set()
+        if gold:
+            out.print(f"   [dim]expected: {', '.join(sorted(gold))}[/dim]")
+            top = reply.answers[0].name if not isinstance(reply, DeadLetter) and reply.answers else ""
+            hits += top in gold
+    out.rule(f"hits@1 on the sample: {hits}/{len(rows)}")
+
+
+def main() -> None:
+    app()

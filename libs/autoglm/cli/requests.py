@@ -1,0 +1,141 @@
+"""CLI requests through Kafka: ingest documents, ask questions, print what comes back."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from autoglm.bus import topics
+from autoglm.bus.client import PipelineClient, new_request_id
+from autoglm.contracts import (
+    SCHEMA_VERSION,
+    DeadLetter,
+    Document,
+    DocumentFormat,
+    GraphCommit,
+    Question,
+    Result,
+    ResultStatus,
+)
+from autoglm.settings import Settings
+
+err = Console(stderr=True)
+
+
+@dataclass
+class IngestSummary:
+    documents: int = 0
+    entities: int = 0
+    relations: int = 0
+    line_errors: int = 0
+    dead_letters: int = 0
+    graph_version: int = 0
+    seconds: float = 0.0
+
+
+def kb_documents(path: Path, lines_per_document: int) -> Iterator[Document]:
+    """Split a KB file into documents whose ids depend only on their content."""
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        lines = handle.read().split("\n")
+    for start in range(0, len(lines), lines_per_document):
+        chunk = "\n".join(lines[start : start + lines_per_document])
+        if not chunk.strip():
+            continue
+        digest = hashlib.sha1(chunk.encode()).hexdigest()[:16]
+        yield Document(
+            request_id=new_request_id(), schema_version=SCHEMA_VERSION,
+            document_id=f"kb:{path.name}:{digest}", format=DocumentFormat.DOCUMENT_FORMAT_TRIPLES,
+            text=chunk, source=str(path), first_line=start + 1,
+        )
+
+
+def text_documents(path: Path) -> Iterator[Document]:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        text = file.read_text(encoding="utf-8", errors="replace")
+        digest = hashlib.sha1(text.encode()).hexdigest()[:16]
+        yield Document(
+            request_id=new_request_id(), schema_version=SCHEMA_VERSION,
+            document_id=f"text:{file.name}:{digest}", format=DocumentFormat.DOCUMENT_FORMAT_TEXT,
+            text=text, source=str(file),
+        )
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err)
+
+
+async def ingest(
+    settings: Settings, documents: Sequence[Document], timeout_s: float
+) -> IngestSummary:
+    """Publish documents and return once graph-builder has committed every one of them."""
+    summary = IngestSummary()
+    started = time.perf_counter()
+    async with PipelineClient(settings) as client:
+        ids = [d.request_id for d in documents]
+        client.expect(ids)
+        with _progress() as progress:
+            sent = progress.add_task("published", total=len(documents))
+            committed = progress.add_task("committed", total=len(documents))
+            for document in documents:
+                await client.publish(topics.DOCUMENTS, document, key=document.document_id)
+                progress.advance(sent)
+            async for _, reply in client.replies(ids, timeout_s):
+                summary.documents += 1
+                if isinstance(reply, GraphCommit):
+                    summary.entities += reply.entities
+                    summary.relations += reply.triples
+                    summary.line_errors += reply.line_errors
+                    summary.graph_version = max(summary.graph_version, reply.graph_version)
+                elif isinstance(reply, DeadLetter):
+                    summary.dead_letters += 1
+                    err.print(f"[red]rejected[/red] {reply.request_id}: {reply.reason}")
+                progress.advance(committed)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+async def ask(
+    settings: Settings, texts: Sequence[str], *, hops: int, top_k: int, timeout_s: float
+) -> list[Result | DeadLetter]:
+    questions = [
+        Question(request_id=new_request_id(), schema_version=SCHEMA_VERSION, text=text,
+                 hops=hops, top_k=top_k)
+        for text in texts
+    ]
+    replies: dict[str, Result | DeadLetter] = {}
+    async with PipelineClient(settings) as client:
+        client.expect(q.request_id for q in questions)
+        for question in questions:
+            await client.publish(topics.QUESTIONS, question, key=question.request_id)
+        async for request_id, reply in client.replies([q.request_id for q in questions],
+                                                       timeout_s):
+            assert isinstance(reply, Result | DeadLetter)
+            replies[request_id] = reply
+    return [replies[q.request_id] for q in questions]
+
+
+def print_result(reply: Result | DeadLetter, console: Console) -> None:
+    if isinstance(reply, DeadLetter):
+        console.print(f"[red]rejected by {reply.service}[/red]: {reply.reason}")
+        return
+    console.print(f"[bold]Q:[/bold] {reply.question}")
+    if reply.status != ResultStatus.RESULT_STATUS_OK:
+        console.print(f"   [yellow]{ResultStatus.Name(reply.status)}[/yellow]: {reply.error}")
+        return
+    names = ", ".join(a.name for a in reply.answers)
+    console.print(f"   [green]A:[/green] {names}   (confidence {reply.confidence:.2f}, "
+                  f"model {reply.model_version}, graph v{reply.graph_version})")
+    if reply.reasoning_path:
+        path = " ; ".join(f"{e.source_name} -[{e.relation}]-> {e.target_name}"
+                          for e in reply.reasoning_path)
+        console.print(f"   path: {path}")
+    timings = ", ".join(f"{t.service} {t.milliseconds:.0f} ms" for t in reply.timings)
+    console.print(f"   [dim]{timings}[/dim]")

@@ -1,0 +1,43 @@
+"""One root error type whose category decides what a service does with a failed message.
+
+- BAD_INPUT: the message itself is unusable; it goes to the dead-letter topic and is committed.
+- TRANSIENT: a store or the broker is unavailable; the message is retried (offset not committed).
+- FATAL: the process cannot go on (bad configuration, missing model); it stops.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorCategory(str, Enum):
+    BAD_INPUT = "bad_input"
+    TRANSIENT = "transient"
+    FATAL = "fatal"
+
+
+class AutoGLMError(Exception):
+    category: ErrorCategory = ErrorCategory.FATAL
+
+    def __init__(self, message: str, *, error_type: str = "error") -> None:
+        super().__init__(message)
+        self.reason = message
+        self.error_type = error_type
+
+
+class BadInputError(AutoGLMError):
+    """The input cannot be processed as sent; retrying it would fail the same way."""
+
+    category = ErrorCategory.BAD_INPUT
+
+
+class TransientError(AutoGLMError):
+    """A dependency failed in a way that may pass; the message should be retried."""
+
+    category = ErrorCategory.TRANSIENT
+
+
+class FatalError(AutoGLMError):
+    """The service cannot continue."""
+
+    category = ErrorCategory.FATAL

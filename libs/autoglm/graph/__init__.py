@@ -1,0 +1,1 @@
+"""The knowledge graph: Neo4j writes, entity linking and subgraph retrieval."""

@@ -1,0 +1,67 @@
+"""Graph-builder core for questions: link the mentions, retrieve the subgraph, hand it on."""
+
+from __future__ import annotations
+
+import time
+
+from autoglm.contracts import (
+    SCHEMA_VERSION,
+    HopTiming,
+    ParsedQuestion,
+    ReasoningInput,
+    ResultStatus,
+)
+from autoglm.graph.linking import EntityLinker
+from autoglm.graph.retrieval import RetrievalCaps, SubgraphRetriever
+from autoglm.graph.store import GraphStore
+from autoglm.settings import Settings
+
+
+async def prepare_reasoning_input(
+    question: ParsedQuestion,
+    store: GraphStore,
+    linker: EntityLinker,
+    retriever: SubgraphRetriever,
+    settings: Settings,
+) -> ReasoningInput:
+    started = time.perf_counter()
+    hops = question.question.hops or settings.default_hops
+    top_k = question.question.top_k or settings.default_top_k
+    output = ReasoningInput(
+        request_id=question.request_id,
+        schema_version=SCHEMA_VERSION,
+        question=question,
+        hops=hops,
+        top_k=top_k,
+        status=ResultStatus.RESULT_STATUS_OK,
+    )
+    output.timings.extend(question.timings)
+    output.graph_version = await store.graph_version()
+    linking = await linker.link(question.mentions)
+    output.linking.CopyFrom(linking)
+    if not linking.anchors:
+        if linking.unlinked_mentions and any(m.source == "bracket" for m in question.mentions):
+            output.status = ResultStatus.RESULT_STATUS_ENTITY_NOT_IN_GRAPH
+            output.error = (
+                "marked entity not in the graph: " + ", ".join(linking.unlinked_mentions)
+            )
+        else:
+            output.status = ResultStatus.RESULT_STATUS_NO_ENTITY
+            output.error = (
+                "no mention could be linked unambiguously"
+                + (f" (ambiguous: {', '.join(sorted({c.mention for c in linking.ambiguous_candidates}))})"
+                   if linking.ambiguous_candidates else "")
+            )
+    else:
+        caps = RetrievalCaps(hops=hops, max_nodes=settings.subgraph_max_nodes,
+                             max_edges=settings.subgraph_max_edges)
+        anchors = list(dict.fromkeys(a.key for a in linking.anchors))
+        subgraph = await retriever.retrieve(anchors, caps)
+        output.subgraph.CopyFrom(subgraph)
+        if len(subgraph.nodes) <= len(subgraph.anchor_indices):
+            output.status = ResultStatus.RESULT_STATUS_EMPTY_SUBGRAPH
+            output.error = "the anchor entities have no neighbours in the graph"
+    output.timings.append(
+        HopTiming(service="graph-builder", milliseconds=(time.perf_counter() - started) * 1000.0)
+    )
+    return output

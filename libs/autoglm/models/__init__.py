@@ -1,0 +1,1 @@
+"""Reasoning models: text encoder, answer models and the interface inference serves them by."""

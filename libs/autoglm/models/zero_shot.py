@@ -1,0 +1,110 @@
+"""Zero-shot relation-path scorer: the model served until a trained version is registered.
+
+Every path of up to ``hops`` edges from an anchor is verbalised from its relation names
+("film starred actors", "directed by ... release year"), embedded with the text encoder and
+compared with the question. Nodes reached by the best-matching path are the answers. It needs no
+training, so a fresh installation answers simple questions; the trained fusion model of the
+reasoning issue replaces it through the registry.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import torch
+
+from autoglm.contracts import Answer, PathEdge, ReasoningInput, Subgraph
+from autoglm.models.base import Prediction
+from autoglm.models.text_encoder import TextEncoder
+
+# Paths explored per question; beyond this the subgraph is too big for exhaustive paths.
+MAX_PATHS = 20_000
+
+
+def relation_phrase(relation: str, forward: bool) -> str:
+    words = relation.replace("_", " ").strip()
+    return words if forward else f"{words} of"
+
+
+Path = tuple[tuple[str, ...], list[int], int]
+
+
+def _paths(subgraph: Subgraph, hops: int) -> list[Path]:
+    """(relation phrases, edge ids, end node) for each simple path from an anchor, up to
+    ``hops`` edges long."""
+    incident: dict[int, list[tuple[int, int, bool]]] = defaultdict(list)
+    for edge, (s, t) in enumerate(zip(subgraph.edge_source, subgraph.edge_target, strict=True)):
+        incident[s].append((edge, t, True))
+        incident[t].append((edge, s, False))
+    paths: list[Path] = []
+    frontier: list[tuple[int, tuple[str, ...], list[int], frozenset[int]]] = [
+        (a, (), [], frozenset({a})) for a in subgraph.anchor_indices
+    ]
+    for _ in range(hops):
+        next_frontier = []
+        for node, phrases, edges, visited in frontier:
+            for edge, other, forward in incident[node]:
+                if other in visited:
+                    continue
+                relation = subgraph.relation_types[subgraph.edge_relation[edge]]
+                step = (phrases + (relation_phrase(relation, forward),), edges + [edge],
+                        visited | {other})
+                paths.append((step[0], step[1], other))
+                next_frontier.append((other, *step))
+                if len(paths) >= MAX_PATHS:
+                    return paths
+        frontier = next_frontier
+    return paths
+
+
+class ZeroShotPathScorer:
+    version = "zero-shot-minilm"
+
+    def __init__(self, encoder: TextEncoder, temperature: float = 0.05) -> None:
+        self.encoder = encoder.eval()
+        self.temperature = temperature
+
+    @torch.inference_mode()
+    def predict(self, inputs: Sequence[ReasoningInput]) -> list[Prediction]:
+        questions = [i.question.normalized_text or i.question.question.text for i in inputs]
+        question_vectors = self.encoder(questions)
+        return [self._predict_one(item, question_vectors[n]) for n, item in enumerate(inputs)]
+
+    def _predict_one(self, item: ReasoningInput, question: torch.Tensor) -> Prediction:
+        subgraph = item.subgraph
+        paths = _paths(subgraph, max(1, item.hops))
+        if not paths:
+            return Prediction(answers=[], confidence=0.0)
+        phrases = sorted({p for p, _, _ in paths})
+        phrase_vectors = self.encoder([" ".join(p) for p in phrases])
+        similarity = phrase_vectors @ question
+        probability = torch.softmax(similarity / self.temperature, dim=0)
+        phrase_prob = {p: float(probability[n]) for n, p in enumerate(phrases)}
+        best_by_node: dict[int, tuple[float, list[int]]] = {}
+        anchors = set(subgraph.anchor_indices)
+        for phrase, edges, end in paths:
+            if end in anchors:
+                continue
+            score = phrase_prob[phrase]
+            if end not in best_by_node or score > best_by_node[end][0]:
+                best_by_node[end] = (score, edges)
+        ranked = sorted(best_by_node.items(), key=lambda kv: (-kv[1][0], subgraph.nodes[kv[0]].name))
+        answers = []
+        for node, (score, edges) in ranked[: max(1, item.top_k)]:
+            answers.append(Answer(key=subgraph.nodes[node].key, name=subgraph.nodes[node].name,
+                                  probability=score, path=self._path_edges(subgraph, edges)))
+        top = answers[0] if answers else None
+        return Prediction(answers=answers, confidence=top.probability if top else 0.0,
+                          reasoning_path=list(top.path) if top else [])
+
+    @staticmethod
+    def _path_edges(subgraph: Subgraph, edges: list[int]) -> list[PathEdge]:
+        out = []
+        for edge in edges:
+            s, t = subgraph.edge_source[edge], subgraph.edge_target[edge]
+            out.append(PathEdge(source_key=subgraph.nodes[s].key, source_name=subgraph.nodes[s].name,
+                                relation=subgraph.relation_types[subgraph.edge_relation[edge]],
+                                target_key=subgraph.nodes[t].key, target_name=subgraph.nodes[t].name,
+                                weight=1.0))
+        return out

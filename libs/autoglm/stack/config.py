@@ -1,0 +1,338 @@
+"""What to run for each server of the local stack: paths, generated config files, command lines.
+
+Nothing here starts a process, so all of it is unit-testable without servers.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoglm.settings import PROJECT_ROOT, Settings
+from autoglm.stack.base import MissingJarsError, StackError
+
+STACK_SOURCES = PROJECT_ROOT / "stack"
+"""Checked-in files of the stack: the Neo4j launcher and the Kafka logging config."""
+NEO4J_LAUNCHER = STACK_SOURCES / "neo4j" / "Launcher.java"
+KAFKA_LOG4J2_CONFIG = STACK_SOURCES / "kafka" / "log4j2.yaml"
+DEFAULT_LIB_DIR = PROJECT_ROOT / ".stack" / "lib"
+"""Where `make setup` puts the jars (``stack/pom.xml`` resolves them)."""
+
+NEO4J_READY_LINE = "autoglm-neo4j ready"  # printed by Launcher.java once Bolt takes the password
+NEO4J_PASSWORD_ENV = "AUTOGLM_NEO4J_PASSWORD"  # read by Launcher.java; keeps it off the cmdline
+NEO4J_PAGECACHE_MB = 256
+KAFKA_HEAP = "-Xmx512m"
+NEO4J_HEAP = ("-Xms256m", "-Xmx1g")
+
+# Same flags the Neo4j server script passes: without the opens, the page cache and the
+# transaction log fall back to slower code and log warnings on every start.
+NEO4J_JVM_FLAGS = (
+    "-XX:+UseG1GC",
+    "-XX:-OmitStackTraceInFastThrow",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djdk.nio.maxCachedBufferSize=1024",
+    "-Dio.netty.tryReflectionSetAccessible=true",
+    "--add-opens=java.base/java.nio=ALL-UNNAMED",
+    "--add-opens=java.base/java.io=ALL-UNNAMED",
+    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+    "-Dlog4j2.disable.jmx=true",
+)
+KAFKA_JVM_FLAGS = (
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+)
+SERVERS = ("kafka", "neo4j", "redis")
+"""Every server of the stack, in the order they are started and reported."""
+
+
+def default_lib_dir(settings: Settings) -> Path:
+    """The folder holding ``kafka/`` and ``neo4j/`` jars.
+
+    ``<stack_dir>/lib`` when it has jars, else the project's ``.stack/lib``: a stack whose
+    ``stack_dir`` is a temporary folder (tests) then still finds the jars fetched once.
+    """
+    own = settings.stack_dir / "lib"
+    if _has_jars(own / "kafka") and _has_jars(own / "neo4j"):
+        return own
+    return DEFAULT_LIB_DIR
+
+
+def _has_jars(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.jar"))
+
+
+def ensure_jars(settings: Settings, lib_dir: Path | None = None) -> Path:
+    """Return the jar folder, or raise ``MissingJarsError`` saying how to fetch the jars."""
+    lib = lib_dir if lib_dir is not None else default_lib_dir(settings)
+    missing = [name for name in ("kafka", "neo4j") if not _has_jars(lib / name)]
+    if missing:
+        raise MissingJarsError(
+            f"{' and '.join(missing)} jars not found in {lib}: run `make setup` "
+            "(it runs `mvn -P kafka|neo4j dependency:copy-dependencies` in stack/)"
+        )
+    return lib
+
+
+def find_java() -> str:
+    """The ``java`` of ``JAVA_HOME`` when set, else the one on ``PATH``."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").is_file():
+        return str(Path(java_home) / "bin" / "java")
+    found = shutil.which("java")
+    if found is None:
+        raise StackError("java not found: install a JDK 17 (e.g. apt-get install openjdk-17-jdk)")
+    return found
+
+
+def find_redis_server() -> str:
+    found = shutil.which("redis-server") or next(
+        (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if Path(p).is_file()), None
+    )
+    if found is None:
+        raise StackError("redis-server not found: install it (e.g. apt-get install redis-server)")
+    return found
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class StackPaths:
+    """Layout of a stack folder: generated configs, data, logs and pid files."""
+
+    root: Path
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "conf"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def pid_file(self, name: str) -> Path:
+        return self.run / f"{name}.pid"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to run one server."""
+
+    name: str
+    endpoints: tuple[Endpoint, ...]
+    """Every address the server listens on; the first is the one clients use."""
+    argv: tuple[str, ...]
+    log_file: Path
+    """Receives stdout and stderr."""
+    files: Mapping[Path, str] = field(default_factory=dict)
+    """Config files written (mode 0600, they may hold passwords) before each start."""
+    dirs: tuple[Path, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    init_argv: tuple[str, ...] = ()
+    """One-off command run before the first start (Kafka: format the storage)."""
+    init_done: Path | None = None
+    """File whose presence means init_argv already ran."""
+    ready_line: str | None = None
+    """Line the server prints once it is ready; probes wait for it so they do not fail auth."""
+    detail_log: Path | None = None
+    """The server's own, fuller log, named in errors when ``log_file`` says little."""
+
+    @property
+    def address(self) -> str:
+        return str(self.endpoints[0])
+
+    @property
+    def needs_init(self) -> bool:
+        return bool(self.init_argv) and (self.init_done is None or not self.init_done.exists())
+
+
+def new_kafka_cluster_id() -> str:
+    """A random cluster id in Kafka's format: 16 bytes, URL-safe base64 without padding."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        # Kafka rejects ids that look like a command-line option.
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def _properties_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def render_properties(props: Mapping[str, str]) -> str:
+    return "".join(f"{key}={_properties_escape(value)}\n" for key, value in props.items())
+
+
+def kafka_properties(settings: Settings, paths: StackPaths) -> dict[str, str]:
+    """Single-node KRaft in combined mode (broker and controller in one process)."""
+    host = settings.kafka_host
+    return {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{host}:{settings.kafka_controller_port}",
+        "controller.listener.names": "CONTROLLER",
+        "listeners": f"PLAINTEXT://{host}:{settings.kafka_port},"
+        f"CONTROLLER://{host}:{settings.kafka_controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{settings.kafka_port}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(paths.data / "kafka"),
+        "num.partitions": str(settings.topic_partitions),
+        "auto.create.topics.enable": "true",
+        # One broker: every internal topic must live with a single replica.
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        # 50 offset partitions (the default) make the first consumer group slow to start.
+        "offsets.topic.num.partitions": "10",
+        # Tests start consumer groups all the time: do not wait for more members to join.
+        "group.initial.rebalance.delay.ms": "0",
+        "log.retention.hours": "168",
+    }
+
+
+def redis_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def redis_config(settings: Settings, paths: StackPaths) -> str:
+    lines = [
+        f"bind {settings.redis_host}",
+        f"port {settings.redis_port}",
+        # Bound to an explicit address; protected mode would refuse clients without a password.
+        "protected-mode no",
+        "daemonize no",
+        'logfile ""',
+        f"dir {redis_quote(str(paths.data / 'redis'))}",
+        "dbfilename dump.rdb",
+        # Snapshot now and then and on shutdown, so data survives `stack down` like Kafka's.
+        "save 300 1",
+        "appendonly no",
+    ]
+    if settings.redis_password:
+        lines.append(f"requirepass {redis_quote(settings.redis_password)}")
+    return "\n".join(lines) + "\n"
+
+
+def kafka_spec(settings: Settings, paths: StackPaths, lib: Path, java: str) -> ServerSpec:
+    props_file = paths.conf / "kafka.properties"
+    log_dir = paths.data / "kafka"
+    jvm = (
+        java,
+        KAFKA_HEAP,
+        *KAFKA_JVM_FLAGS,
+        f"-Dkafka.logs.dir={paths.logs}",
+        f"-Dlog4j2.configurationFile={KAFKA_LOG4J2_CONFIG}",
+        "-cp",
+        f"{lib / 'kafka'}/*",  # java expands the wildcard itself
+    )
+    return ServerSpec(
+        name="kafka",
+        endpoints=(
+            Endpoint(settings.kafka_host, settings.kafka_port),
+            Endpoint(settings.kafka_host, settings.kafka_controller_port),
+        ),
+        argv=(*jvm, "kafka.Kafka", str(props_file)),
+        log_file=paths.log("kafka"),
+        files={props_file: render_properties(kafka_properties(settings, paths))},
+        dirs=(log_dir,),
+        init_argv=(
+            *jvm,
+            "kafka.tools.StorageTool",
+            "format",
+            "--cluster-id",
+            new_kafka_cluster_id(),
+            "--config",
+            str(props_file),
+            "--ignore-formatted",
+        ),
+        init_done=log_dir / "meta.properties",
+        detail_log=paths.logs / "kafka-server.log",
+    )
+
+
+def neo4j_spec(settings: Settings, paths: StackPaths, lib: Path, java: str) -> ServerSpec:
+    if len(settings.neo4j_password) < 8:
+        raise StackError("neo4j_password must have at least 8 characters (a Neo4j 5 rule)")
+    debug_logs = paths.logs / "neo4j-debug"
+    return ServerSpec(
+        name="neo4j",
+        endpoints=(Endpoint(settings.neo4j_host, settings.neo4j_port),),
+        argv=(
+            java,
+            *NEO4J_HEAP,
+            *NEO4J_JVM_FLAGS,
+            "-cp",
+            f"{lib / 'neo4j'}/*",
+            str(NEO4J_LAUNCHER),
+            "--home",
+            str(paths.data / "neo4j"),
+            "--logs",
+            str(debug_logs),
+            "--host",
+            settings.neo4j_host,
+            "--port",
+            str(settings.neo4j_port),
+            "--user",
+            settings.neo4j_user,
+            "--database",
+            settings.neo4j_database,
+            "--pagecache",
+            str(NEO4J_PAGECACHE_MB),
+        ),
+        log_file=paths.log("neo4j"),
+        dirs=(paths.data / "neo4j", debug_logs),
+        env={NEO4J_PASSWORD_ENV: settings.neo4j_password},
+        ready_line=NEO4J_READY_LINE,
+        detail_log=debug_logs / "debug.log",
+    )
+
+
+def redis_spec(settings: Settings, paths: StackPaths, redis_server: str) -> ServerSpec:
+    conf_file = paths.conf / "redis.conf"
+    return ServerSpec(
+        name="redis",
+        endpoints=(Endpoint(settings.redis_host, settings.redis_port),),
+        argv=(redis_server, str(conf_file)),
+        log_file=paths.log("redis"),
+        files={conf_file: redis_config(settings, paths)},
+        dirs=(paths.data / "redis",),
+    )
+
+
+def server_endpoints(settings: Settings) -> dict[str, tuple[Endpoint, ...]]:
+    """The addresses of each server, without needing java, redis-server or the jars."""
+    return {
+        "kafka": (
+            Endpoint(settings.kafka_host, settings.kafka_port),
+            Endpoint(settings.kafka_host, settings.kafka_controller_port),
+        ),
+        "neo4j": (Endpoint(settings.neo4j_host, settings.neo4j_port),),
+        "redis": (Endpoint(settings.redis_host, settings.redis_port),),
+    }

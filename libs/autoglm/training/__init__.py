@@ -1,0 +1,1 @@
+"""Training data from the running system: pseudo-labels and user feedback."""

@@ -1,0 +1,1 @@
+"""The four services, each a thin FastStream app over a core in ``libs/autoglm``."""

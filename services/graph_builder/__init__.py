@@ -1,0 +1,1 @@
+"""graph-builder: idempotent writes to Neo4j, entity linking and subgraph retrieval."""

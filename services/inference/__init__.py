@@ -1,0 +1,1 @@
+"""inference: scores subgraph nodes as answers with the serving model version."""

@@ -1,0 +1,1 @@
+"""parser: spaCy NER and dependency parsing of documents and questions."""

@@ -1,0 +1,4 @@
+from services.parser.app import SERVICE, build
+from services.runner import run_service
+
+run_service(SERVICE, build)

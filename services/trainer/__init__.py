@@ -1,0 +1,1 @@
+"""trainer: turns confident results and user feedback into training examples."""
