@@ -45,6 +45,7 @@ public final class Launcher {
         Files.createDirectories(home);
         Files.createDirectories(logs);
 
+        long began = System.nanoTime();
         DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
                 .setConfig(GraphDatabaseSettings.logs_directory, logs)
                 .setConfig(GraphDatabaseSettings.auth_enabled, true)
@@ -70,9 +71,12 @@ public final class Launcher {
             stopped.countDown();
         }, "autoglm-neo4j-shutdown"));
 
+        long built = System.nanoTime();
         setPassword(dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME), user, password);
-        System.out.println(READY_MARKER + " bolt://" + listen + " database=" + database
-                + " user=" + user);
+        long ready = System.nanoTime();
+        System.out.printf("%s bolt://%s database=%s user=%s (databases started in %.1fs, "
+                + "password set in %.1fs)%n", READY_MARKER, listen, database, user,
+                (built - began) / 1e9, (ready - built) / 1e9);
         System.out.flush();
         stopped.await();
     }

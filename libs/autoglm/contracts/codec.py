@@ -119,4 +119,4 @@ def _has_value(message: Message, dotted: str) -> bool:
 
 
 def _is_repeated(field: Any) -> bool:
-    return bool(getattr(field, "is_repeated", field.label == field.LABEL_REPEATED))
+    return bool(field.is_repeated)

@@ -155,6 +155,14 @@ class GraphStore:
         ) as session:
             return await session.execute_write(work)
 
+    async def run_write(self, query: str, **params: Any) -> None:
+        """An auto-commit query (needed for ``CALL { ... } IN TRANSACTIONS``)."""
+        async with self._unavailable_is_transient(), self.driver.session(
+            database=self.database
+        ) as session:
+            result = await session.run(query, params)  # type: ignore[arg-type]
+            await result.consume()
+
     async def run_read(self, query: str, **params: Any) -> list[dict[str, Any]]:
         async with self._unavailable_is_transient():
             records, _, _ = await self.driver.execute_query(

@@ -37,8 +37,10 @@ def answer(model: AnswerModel, inputs: Sequence[ReasoningInput]) -> list[Result]
     """Results for a batch; inputs graph-builder already marked unanswerable pass through."""
     started = time.perf_counter()
     answerable = [i for i in inputs if i.status == ResultStatus.RESULT_STATUS_OK]
-    predictions = dict(
-        zip((i.request_id for i in answerable), model.predict(answerable), strict=True)
+    predictions = (
+        dict(zip((i.request_id for i in answerable), model.predict(answerable), strict=True))
+        if answerable
+        else {}
     )
     per_item_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(inputs))
     results = []

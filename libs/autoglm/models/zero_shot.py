@@ -9,6 +9,7 @@ reasoning issue replaces it through the registry.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -20,6 +21,22 @@ from autoglm.models.text_encoder import TextEncoder
 
 # Paths explored per question; beyond this the subgraph is too big for exhaustive paths.
 MAX_PATHS = 20_000
+# Small embedding models confuse short relation names ("directed by" vs "starred actors"); a
+# shared word stem between question and path is strong evidence, so it adds this much score.
+LEXICAL_BONUS = 0.3
+_STOPWORDS = frozenset({"has", "the", "of", "by", "in", "is", "a", "an", "to", "and"})
+_WORD = re.compile(r"[a-z]+")
+
+
+def _stems(text: str) -> set[str]:
+    """Crude stems (first four letters): "directed" and "direct" share one, no NLP needed."""
+    return {w[:4] for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 2}
+
+
+def lexical_overlap(question: str, phrase: str) -> float:
+    """Fraction of the phrase's stems that occur in the question."""
+    stems = _stems(phrase)
+    return len(stems & _stems(question)) / len(stems) if stems else 0.0
 
 
 def relation_phrase(relation: str, forward: bool) -> str:
@@ -69,16 +86,21 @@ class ZeroShotPathScorer:
     def predict(self, inputs: Sequence[ReasoningInput]) -> list[Prediction]:
         questions = [i.question.normalized_text or i.question.question.text for i in inputs]
         question_vectors = self.encoder(questions)
-        return [self._predict_one(item, question_vectors[n]) for n, item in enumerate(inputs)]
+        return [
+            self._predict_one(item, text, question_vectors[n])
+            for n, (item, text) in enumerate(zip(inputs, questions, strict=True))
+        ]
 
-    def _predict_one(self, item: ReasoningInput, question: torch.Tensor) -> Prediction:
+    def _predict_one(self, item: ReasoningInput, text: str, question: torch.Tensor) -> Prediction:
         subgraph = item.subgraph
         paths = _paths(subgraph, max(1, item.hops))
         if not paths:
             return Prediction(answers=[], confidence=0.0)
         phrases = sorted({p for p, _, _ in paths})
         phrase_vectors = self.encoder([" ".join(p) for p in phrases])
-        similarity = phrase_vectors @ question
+        lexical = torch.tensor([lexical_overlap(text, " ".join(p)) for p in phrases],
+                               device=phrase_vectors.device)
+        similarity = phrase_vectors @ question + LEXICAL_BONUS * lexical
         probability = torch.softmax(similarity / self.temperature, dim=0)
         phrase_prob = {p: float(probability[n]) for n, p in enumerate(phrases)}
         best_by_node: dict[int, tuple[float, list[int]]] = {}

@@ -254,10 +254,7 @@ def kafka_spec(settings: Settings, paths: StackPaths, lib: Path, java: str) -> S
     )
     return ServerSpec(
         name="kafka",
-        endpoints=(
-            Endpoint(settings.kafka_host, settings.kafka_port),
-            Endpoint(settings.kafka_host, settings.kafka_controller_port),
-        ),
+        endpoints=server_endpoints(settings)["kafka"],
         argv=(*jvm, "kafka.Kafka", str(props_file)),
         log_file=paths.log("kafka"),
         files={props_file: render_properties(kafka_properties(settings, paths))},
@@ -283,7 +280,7 @@ def neo4j_spec(settings: Settings, paths: StackPaths, lib: Path, java: str) -> S
     debug_logs = paths.logs / "neo4j-debug"
     return ServerSpec(
         name="neo4j",
-        endpoints=(Endpoint(settings.neo4j_host, settings.neo4j_port),),
+        endpoints=server_endpoints(settings)["neo4j"],
         argv=(
             java,
             *NEO4J_HEAP,
@@ -318,7 +315,7 @@ def redis_spec(settings: Settings, paths: StackPaths, redis_server: str) -> Serv
     conf_file = paths.conf / "redis.conf"
     return ServerSpec(
         name="redis",
-        endpoints=(Endpoint(settings.redis_host, settings.redis_port),),
+        endpoints=server_endpoints(settings)["redis"],
         argv=(redis_server, str(conf_file)),
         log_file=paths.log("redis"),
         files={conf_file: redis_config(settings, paths)},

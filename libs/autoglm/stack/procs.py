@@ -7,6 +7,7 @@ names. Together they identify one process for good: a reused pid has another sta
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -27,6 +28,7 @@ LOG_TAIL_LINES = 25
 # Children started by this Python process, so that they can be reaped once they exit (a dead,
 # unreaped child stays a zombie and would look alive in /proc).
 _children: dict[int, subprocess.Popen[bytes]] = {}
+_exit_codes: dict[int, int] = {}
 
 
 @dataclass(frozen=True)
@@ -79,13 +81,16 @@ def process_id(pid: int) -> ProcessId | None:
 def _reap(pid: int) -> None:
     child = _children.get(pid)
     if child is not None:
-        if child.poll() is not None:
+        code = child.poll()
+        if code is not None:
+            _exit_codes[pid] = code
             del _children[pid]
         return
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass  # not our child: its own parent reaps it
+    # Not our child: its own parent reaps it.
+    with contextlib.suppress(ChildProcessError):
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            _exit_codes[pid] = os.waitstatus_to_exitcode(status)
 
 
 def is_alive(process: ProcessId) -> bool:
@@ -280,6 +285,7 @@ def launch(spec: ServerSpec, pid_file: Path, cwd: Path) -> PidRecord:
             start_new_session=True,  # no SIGINT/SIGHUP from our terminal; survives our exit
         )
     _children[child.pid] = child
+    _exit_codes.pop(child.pid, None)  # a reused pid: forget the exit of its predecessor
     identity = process_id(child.pid)
     # The child may die before we look; a start time of -1 never matches, so it reads as dead.
     start_ticks = identity.start_ticks if identity is not None else -1
@@ -297,8 +303,8 @@ def launch(spec: ServerSpec, pid_file: Path, cwd: Path) -> PidRecord:
 
 def exit_code(pid: int) -> int | None:
     """Exit status of a child started here that has exited, else None."""
-    child = _children.get(pid)
-    return child.poll() if child is not None else None
+    _reap(pid)
+    return _exit_codes.get(pid)
 
 
 def terminate(processes: Iterable[ProcessId], grace_s: float) -> dict[int, str]:

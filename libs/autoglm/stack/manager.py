@@ -1,0 +1,259 @@
+"""``LocalStack``: start, inspect and stop Kafka, Neo4j and Redis as local processes."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from autoglm.settings import Settings
+from autoglm.stack.base import ServerStatus, StackError
+from autoglm.stack.config import (
+    SERVERS,
+    Endpoint,
+    ServerSpec,
+    StackPaths,
+    ensure_jars,
+    find_java,
+    find_redis_server,
+    kafka_spec,
+    neo4j_spec,
+    redis_spec,
+    server_endpoints,
+)
+from autoglm.stack.probes import describe_error, probe_once
+from autoglm.stack.procs import (
+    PidRecord,
+    describe_holder,
+    exit_code,
+    is_alive,
+    launch,
+    log_contains,
+    log_tail,
+    port_in_use,
+    remove_pid_file,
+    run_init,
+    running_record,
+    terminate,
+)
+
+T = TypeVar("T")
+
+STOP_GRACE_S = 45.0
+"""How long ``down`` waits after SIGTERM before SIGKILL (Neo4j takes ~10 s to stop)."""
+STATUS_PROBE_TIMEOUT_S = 5.0
+PROBE_ATTEMPT_TIMEOUT_S = 10.0
+POLL_INTERVAL_S = 0.5
+INIT_TIMEOUT_S = 120.0
+
+PORT_SETTINGS: dict[str, tuple[str, ...]] = {
+    "kafka": ("kafka_port", "kafka_controller_port"),
+    "neo4j": ("neo4j_port",),
+    "redis": ("redis_port",),
+}
+"""The settings field of each endpoint in ``server_endpoints``, named in port-conflict errors."""
+
+
+def _run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion, also when called from code inside an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, make()).result()
+
+
+class LocalStack:
+    """The servers of one stack folder (``settings.stack_dir``).
+
+    ``lib_dir`` overrides where the Kafka and Neo4j jars are found (see ``default_lib_dir``).
+    """
+
+    def __init__(self, settings: Settings, lib_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.paths = StackPaths(settings.stack_dir)
+        self.lib_dir = lib_dir
+
+    # --- public API -----------------------------------------------------------------------
+
+    def up(self) -> list[ServerStatus]:
+        """Start every server not running yet and wait until each answers a real request.
+
+        Servers already running are only probed. When any server fails, those started by this
+        call are stopped again and ``StackError`` says why.
+        """
+        with self._lock():
+            specs = self.specs()
+            running = {name: running_record(self.paths.pid_file(name)) for name in SERVERS}
+            conflicts = [self._port_conflict(name) for name in SERVERS if running[name] is None]
+            if any(conflicts):
+                raise StackError("; ".join(c for c in conflicts if c))
+
+            started: dict[str, PidRecord] = {}
+            try:
+                # Kafka's storage format runs in the foreground: launch the others first.
+                for name in ("redis", "neo4j", "kafka"):
+                    if running[name] is None:
+                        run_init(specs[name], self.paths.root, INIT_TIMEOUT_S)
+                        started[name] = launch(
+                            specs[name], self.paths.pid_file(name), self.paths.root
+                        )
+                records = {name: running[name] or started[name] for name in SERVERS}
+                return _run_async(lambda: self._wait_all(specs, records, set(started)))
+            except BaseException:
+                self._stop(started)
+                raise
+
+    def status(self) -> list[ServerStatus]:
+        """What runs now; running servers are probed (a few seconds at most)."""
+        records = {name: running_record(self.paths.pid_file(name)) for name in SERVERS}
+        return _run_async(lambda: self._status_all(records))
+
+    def down(self) -> list[ServerStatus]:
+        """Stop the servers this stack started (SIGTERM, then SIGKILL after a grace period).
+
+        Processes holding the ports that this stack did not start are reported, never signalled.
+        """
+        with self._lock():
+            records = {name: running_record(self.paths.pid_file(name)) for name in SERVERS}
+            outcome = self._stop({n: r for n, r in records.items() if r is not None})
+            statuses = []
+            for name in SERVERS:
+                record = records[name]
+                address = str(server_endpoints(self.settings)[name][0])
+                busy = self._busy_endpoint(name)
+                if busy is not None:
+                    held = f"{busy} held {describe_holder(busy)}, not started by this stack"
+                    statuses.append(ServerStatus(name, address, None, "foreign", held))
+                elif record is not None:
+                    statuses.append(
+                        ServerStatus(name, address, None, "stopped", outcome[record.pid])
+                    )
+                else:
+                    statuses.append(ServerStatus(name, address, None, "stopped", "not running"))
+            return statuses
+
+    def specs(self) -> dict[str, ServerSpec]:
+        """How each server runs; raises ``StackError`` when jars or programs are missing."""
+        lib = ensure_jars(self.settings, self.lib_dir)
+        java = find_java()
+        return {
+            "kafka": kafka_spec(self.settings, self.paths, lib, java),
+            "neo4j": neo4j_spec(self.settings, self.paths, lib, java),
+            "redis": redis_spec(self.settings, self.paths, find_redis_server()),
+        }
+
+    # --- internals ------------------------------------------------------------------------
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialise ``up`` and ``down`` of one stack folder across processes."""
+        self.paths.run.mkdir(parents=True, exist_ok=True)
+        with (self.paths.run / "stack.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _busy_endpoint(self, name: str) -> Endpoint | None:
+        return next((e for e in server_endpoints(self.settings)[name] if port_in_use(e)), None)
+
+    def _port_conflict(self, name: str) -> str | None:
+        """A one-line error when another process holds a port the server needs."""
+        endpoints = server_endpoints(self.settings)[name]
+        for endpoint, setting in zip(endpoints, PORT_SETTINGS[name], strict=True):
+            if port_in_use(endpoint):
+                return (
+                    f"{name}: {endpoint} is already in use {describe_holder(endpoint)}; "
+                    f"stop it or set AUTOGLM_{setting.upper()} to a free port"
+                )
+        return None
+
+    def _stop(self, records: dict[str, PidRecord]) -> dict[int, str]:
+        outcome = terminate([r.process for r in records.values()], STOP_GRACE_S)
+        for name in records:
+            remove_pid_file(self.paths.pid_file(name))
+        return outcome
+
+    async def _wait_all(
+        self, specs: dict[str, ServerSpec], records: dict[str, PidRecord], fresh: set[str]
+    ) -> list[ServerStatus]:
+        results = await asyncio.gather(
+            *(self._wait_ready(specs[n], records[n], n in fresh) for n in SERVERS),
+            return_exceptions=True,
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            if len(errors) == 1:
+                raise errors[0]
+            raise StackError("\n".join(str(e) for e in errors)) from errors[0]
+        return [r for r in results if isinstance(r, ServerStatus)]
+
+    async def _wait_ready(self, spec: ServerSpec, record: PidRecord, fresh: bool) -> ServerStatus:
+        timeout = self.settings.stack_start_timeout_s
+        deadline = time.monotonic() + timeout
+        last_error = "no answer yet"
+        while True:
+            if not is_alive(record.process):
+                raise StackError(self._died_message(spec, record))
+            # The launcher's ready line comes after the password is set: probing before would
+            # only collect auth failures, which Neo4j rate-limits.
+            if spec.ready_line is None or log_contains(
+                spec.log_file, record.log_offset, spec.ready_line
+            ):
+                remaining = deadline - time.monotonic()
+                attempt_timeout = max(0.5, min(PROBE_ATTEMPT_TIMEOUT_S, remaining))
+                try:
+                    info = await probe_once(
+                        spec.name, self.settings, spec.endpoints[0], attempt_timeout
+                    )
+                except Exception as exc:  # any failure just means "not ready yet"
+                    last_error = describe_error(exc)
+                else:
+                    elapsed = time.time() - record.started_at
+                    detail = f"started in {elapsed:.1f}s" if fresh else "already running"
+                    return ServerStatus(
+                        spec.name, spec.address, record.pid, "running", f"{detail}; {info}"
+                    )
+            if time.monotonic() >= deadline:
+                raise StackError(
+                    f"{spec.name} did not answer at {spec.address} within {timeout:.0f}s "
+                    f"(last error: {last_error}); see {spec.log_file}"
+                )
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+    def _died_message(self, spec: ServerSpec, record: PidRecord) -> str:
+        code = exit_code(record.pid)
+        how = f"exited with code {code}" if code is not None else "exited"
+        log, lines = spec.log_file, log_tail(spec.log_file, record.log_offset)
+        if not lines and spec.detail_log is not None:
+            log, lines = spec.detail_log, log_tail(spec.detail_log)
+        tail = "\n".join(f"  {line}" for line in lines) or "  (empty)"
+        return f"{spec.name} {how} while starting; last lines of {log}:\n{tail}"
+
+    async def _status_all(self, records: dict[str, PidRecord | None]) -> list[ServerStatus]:
+        return list(await asyncio.gather(*(self._status(n, records[n]) for n in SERVERS)))
+
+    async def _status(self, name: str, record: PidRecord | None) -> ServerStatus:
+        endpoint = server_endpoints(self.settings)[name][0]
+        address = str(endpoint)
+        if record is None:
+            busy = self._busy_endpoint(name)
+            if busy is not None:
+                held = f"{busy} held {describe_holder(busy)}, not started by this stack"
+                return ServerStatus(name, address, None, "foreign", held)
+            return ServerStatus(name, address, None, "stopped", "not running")
+        try:
+            info = await probe_once(name, self.settings, endpoint, STATUS_PROBE_TIMEOUT_S)
+        except Exception as exc:  # reported, not raised: status must always answer
+            detail = f"not answering ({describe_error(exc)}); see {self.paths.log(name)}"
+        else:
+            detail = f"answering; {info}"
+        return ServerStatus(name, address, record.pid, "running", detail)
