@@ -1,4 +1,4 @@
-"""Fixtures for every test layer. Servers are started, never skipped: see tests/stack_fixtures.py."""
+"""Fixtures for every test layer. Servers are started, never skipped (tests/stack_fixtures.py)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from autoglm.settings import PROJECT_ROOT, Settings
 
 TEST_PASSWORD = "autoglm-test-secret"
@@ -74,11 +73,15 @@ def _containers(prefix: str) -> Iterator[Settings]:
     ):
         host, port = kafka.get_bootstrap_server().rsplit(":", 1)
         yield Settings(
-            kafka_host=host, kafka_port=int(port),
+            kafka_host=host,
+            kafka_port=int(port),
             neo4j_host=neo4j.get_container_host_ip(),
-            neo4j_port=int(neo4j.get_exposed_port(7687)), neo4j_password=TEST_PASSWORD,
-            redis_host=redis.get_container_host_ip(), redis_port=int(redis.get_exposed_port(6379)),
-            topic_prefix=prefix, consumer_group_prefix=prefix,
+            neo4j_port=int(neo4j.get_exposed_port(7687)),
+            neo4j_password=TEST_PASSWORD,
+            redis_host=redis.get_container_host_ip(),
+            redis_port=int(redis.get_exposed_port(6379)),
+            topic_prefix=prefix,
+            consumer_group_prefix=prefix,
         )
 
 

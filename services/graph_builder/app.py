@@ -33,7 +33,9 @@ def build(
     runtime.on_startup(store.ensure_schema)
     runtime.on_shutdown(store.close)
 
-    @runtime.consume(topics.PARSED_DOCUMENTS, ParsedDocument, required=("request_id", "document_id"))
+    @runtime.consume(
+        topics.PARSED_DOCUMENTS, ParsedDocument, required=("request_id", "document_id")
+    )
     async def on_document(document: ParsedDocument, ctx: HandlerContext) -> list[Outgoing]:
         summary = await store.write_document(document)
         commit = GraphCommit(

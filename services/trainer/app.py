@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
-from pydantic import Field
-from redis.exceptions import RedisError
-
 from autoglm.bus import topics
 from autoglm.bus.idempotency import IdempotencyStore
 from autoglm.bus.service import HandlerContext, Outgoing, ServiceRuntime
@@ -13,6 +10,8 @@ from autoglm.contracts import Feedback, Result
 from autoglm.errors import TransientError
 from autoglm.settings import Settings
 from autoglm.training.examples import feedback_example, pseudo_label
+from pydantic import Field
+from redis.exceptions import RedisError
 
 SERVICE = "trainer"
 
@@ -31,8 +30,11 @@ class RedisResultMemory:
 
     async def remember(self, result: Result) -> None:
         try:
-            await self._redis.set(f"{self._namespace}:result:{result.request_id}",
-                                  result.SerializeToString(), ex=self._ttl_s)
+            await self._redis.set(
+                f"{self._namespace}:result:{result.request_id}",
+                result.SerializeToString(),
+                ex=self._ttl_s,
+            )
         except RedisError as exc:
             raise TransientError(f"redis unavailable: {exc}", error_type="redis") from exc
 
@@ -44,7 +46,7 @@ class RedisResultMemory:
         if raw is None:
             return None
         result = Result()
-        result.ParseFromString(raw)
+        result.ParseFromString(raw if isinstance(raw, bytes) else raw.encode())
         return result
 
 
@@ -54,14 +56,18 @@ def build(
     settings = settings or TrainerSettings()
     runtime = ServiceRuntime(SERVICE, settings, idempotency=idempotency)
     client = aioredis.Redis.from_url(settings.redis_url)
-    memory = RedisResultMemory(client, f"{settings.topic_prefix}trainer", settings.result_memory_ttl_s)
+    memory = RedisResultMemory(
+        client, f"{settings.topic_prefix}trainer", settings.result_memory_ttl_s
+    )
     runtime.on_shutdown(client.aclose)
 
     @runtime.consume(topics.RESULTS, Result, required=("request_id",))
     async def on_result(result: Result, ctx: HandlerContext) -> list[Outgoing]:
         await memory.remember(result)
         example = pseudo_label(result, settings.confidence_threshold)
-        return [Outgoing(topics.TRAINING_EXAMPLES, example, key=example.request_id)] if example else []
+        return (
+            [Outgoing(topics.TRAINING_EXAMPLES, example, key=example.request_id)] if example else []
+        )
 
     @runtime.consume(topics.FEEDBACK, Feedback, required=("request_id", "target_request_id"))
     async def on_feedback(feedback: Feedback, ctx: HandlerContext) -> list[Outgoing]:

@@ -1,7 +1,9 @@
 """The local stack for real: Kafka, Neo4j and Redis started as processes on non-default ports.
 
-The stack folder is temporary; the jars come from the project's ``.stack/lib`` (``make setup``).
-Tests run in file order: up, answers, second up, status, down. Neo4j's start dominates (~30 s).
+Ports are picked free at random, so this stack never meets the session's test stack
+(tests/stack_fixtures.py) or a developer's. The stack folder is temporary; the jars come from
+the project's ``.stack/lib`` (``make setup``). Tests run in file order: up, answers, second up,
+status, down. Neo4j's start dominates (20-40 s on two cores).
 """
 
 from __future__ import annotations
@@ -17,21 +19,15 @@ from pathlib import Path
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from neo4j import GraphDatabase
-
 from autoglm.settings import Settings
 from autoglm.stack import LocalStack, ServerStatus, StackError, ensure_jars
 from autoglm.stack.config import Endpoint, find_java, find_redis_server, server_endpoints
 from autoglm.stack.procs import port_in_use
+from neo4j import GraphDatabase
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 pytestmark = pytest.mark.integration
-
-PORTS = {
-    "kafka_port": 19092,
-    "kafka_controller_port": 19093,
-    "neo4j_port": 17687,
-    "redis_port": 16379,
-}
 
 
 def _settings(stack_dir: Path, **ports: int) -> Settings:
@@ -54,9 +50,18 @@ def _free_port() -> int:
         return port
 
 
+def _free_ports() -> dict[str, int]:
+    return {
+        "kafka_port": _free_port(),
+        "kafka_controller_port": _free_port(),
+        "neo4j_port": _free_port(),
+        "redis_port": _free_port(),
+    }
+
+
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    settings = _settings(tmp_path_factory.mktemp("stack"), **PORTS)
+    settings = _settings(tmp_path_factory.mktemp("stack"), **_free_ports())
     _require_tools(settings)
     return settings
 
@@ -88,13 +93,7 @@ def test_foreign_port_refuses_to_start(tmp_path: Path) -> None:
         foreign.bind(("127.0.0.1", 0))
         foreign.listen()
         port = foreign.getsockname()[1]
-        settings = _settings(
-            tmp_path,
-            kafka_port=_free_port(),
-            kafka_controller_port=_free_port(),
-            neo4j_port=_free_port(),
-            redis_port=port,
-        )
+        settings = _settings(tmp_path, **{**_free_ports(), "redis_port": port})
         _require_tools(settings)
         stack = LocalStack(settings)
         with pytest.raises(StackError) as caught:
@@ -108,7 +107,9 @@ def test_foreign_port_refuses_to_start(tmp_path: Path) -> None:
         assert status["kafka"].state == "stopped"
 
 
-def test_up_starts_every_server(started: tuple[list[ServerStatus], float]) -> None:
+def test_up_starts_every_server(
+    settings: Settings, started: tuple[list[ServerStatus], float]
+) -> None:
     statuses, _ = started
     assert [s.name for s in statuses] == ["kafka", "neo4j", "redis"]
     for s in statuses:
@@ -116,9 +117,9 @@ def test_up_starts_every_server(started: tuple[list[ServerStatus], float]) -> No
         assert s.pid is not None
         assert s.detail.startswith("started in"), s
     by_name = _by_name(statuses)
-    assert by_name["kafka"].address == "127.0.0.1:19092"
-    assert by_name["neo4j"].address == "127.0.0.1:17687"
-    assert by_name["redis"].address == "127.0.0.1:16379"
+    assert by_name["kafka"].address == settings.kafka_bootstrap
+    assert by_name["neo4j"].address == f"{settings.neo4j_host}:{settings.neo4j_port}"
+    assert by_name["redis"].address == f"{settings.redis_host}:{settings.redis_port}"
 
 
 def test_kafka_answers(settings: Settings, started: object) -> None:
@@ -166,7 +167,10 @@ def test_redis_answers_with_password(settings: Settings, started: object) -> Non
         assert client.get("stack-test") == b"1"
     finally:
         client.close()
-    anonymous = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    # No retries: an authentication error is final.
+    anonymous = redis.Redis(
+        host=settings.redis_host, port=settings.redis_port, retry=Retry(NoBackoff(), 0)
+    )
     try:
         with pytest.raises(redis.AuthenticationError):
             anonymous.ping()
@@ -202,18 +206,15 @@ def test_down_stops_everything_and_frees_ports(
         assert s.detail.startswith(("stopped in", "killed")), s
     for s in first:
         assert s.pid is not None
-        assert not Path(f"/proc/{s.pid}").exists() or _is_zombie(s.pid)
+        proc = Path(f"/proc/{s.pid}")
+        assert not proc.exists(), (
+            s,
+            (proc / "status").read_text(),
+            (proc / "cmdline").read_bytes(),
+        )
     endpoints: list[Endpoint] = [e for es in server_endpoints(settings).values() for e in es]
     assert not [e for e in endpoints if port_in_use(e)]
     assert not list((settings.stack_dir / "run").glob("*.pid"))
     assert all(s.state == "stopped" for s in stack.status())
     # Nothing left to stop: a second down says so.
     assert all(s.detail == "not running" for s in stack.down())
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat[stat.rindex(")") + 2] == "Z"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import yaml
-
 from autoglm.settings import PROJECT_ROOT, Settings
 
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
@@ -43,4 +42,4 @@ def test_service_env_names_are_settings_fields():
     for name in ("parser", "graph-builder", "inference", "trainer"):
         env = COMPOSE["services"][name]["environment"]
         assert set(env) <= fields, set(env) - fields
-        assert Settings(**{k[len("AUTOGLM_"):].lower(): v for k, v in env.items()})
+        assert Settings(**{k[len("AUTOGLM_") :].lower(): v for k, v in env.items()})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from autoglm.contracts import Document, DocumentFormat, Question
 from autoglm.errors import BadInputError
 from autoglm.nlp import normalize_key, parse_kb_lines, strip_brackets
@@ -18,7 +17,8 @@ def test_normalize_key():
 
 def test_bracketed_mention_first_with_offsets_in_plain_text(text_parser):
     (parsed,) = parse_questions(
-        text_parser, [Question(request_id="r", text="what movies did [Ginger Rogers] act in")],
+        text_parser,
+        [Question(request_id="r", text="what movies did [Ginger Rogers] act in")],
         Settings(),
     )
     assert parsed.normalized_text == "what movies did Ginger Rogers act in"
@@ -30,7 +30,8 @@ def test_bracketed_mention_first_with_offsets_in_plain_text(text_parser):
 
 def test_ner_mentions_without_brackets(text_parser):
     (parsed,) = parse_questions(
-        text_parser, [Question(request_id="r", text="what films did Steven Spielberg direct")],
+        text_parser,
+        [Question(request_id="r", text="what films did Steven Spielberg direct")],
         Settings(),
     )
     assert [(m.text, m.source) for m in parsed.mentions] == [("Steven Spielberg", "ner")]
@@ -45,8 +46,12 @@ def test_question_limits(text_parser):
 
 
 def test_text_document_triples(text_parser):
-    doc = Document(request_id="d", document_id="d", format=DocumentFormat.DOCUMENT_FORMAT_TEXT,
-                   text="Steven Spielberg directed Jaws. Jaws was released in 1975.")
+    doc = Document(
+        request_id="d",
+        document_id="d",
+        format=DocumentFormat.DOCUMENT_FORMAT_TEXT,
+        text="Steven Spielberg directed Jaws. Jaws was released in 1975.",
+    )
     parsed = parse_document(text_parser, doc, Settings())
     assert len(parsed.sentences) == 2
     assert "Steven Spielberg" in {e.text for e in parsed.entities}
@@ -67,16 +72,21 @@ def test_kb_lines_report_bad_lines_and_keep_good_ones():
 
 
 def test_structured_document_without_any_good_line_is_rejected(text_parser):
-    doc = Document(request_id="d", document_id="d", format=DocumentFormat.DOCUMENT_FORMAT_TRIPLES,
-                   text="a|b\nc|d|e|f")
+    doc = Document(
+        request_id="d",
+        document_id="d",
+        format=DocumentFormat.DOCUMENT_FORMAT_TRIPLES,
+        text="a|b\nc|d|e|f",
+    )
     with pytest.raises(BadInputError, match="no usable line"):
         parse_document(text_parser, doc, Settings())
 
 
 def test_document_limits(text_parser):
     with pytest.raises(BadInputError, match="exceeds the limit"):
-        parse_document(text_parser, Document(request_id="d", text="x" * 20),
-                       Settings(max_document_chars=10))
+        parse_document(
+            text_parser, Document(request_id="d", text="x" * 20), Settings(max_document_chars=10)
+        )
     with pytest.raises(BadInputError, match="NUL"):
         parse_document(text_parser, Document(request_id="d", text="a\x00b"), Settings())
 

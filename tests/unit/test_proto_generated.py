@@ -19,6 +19,4 @@ def test_generated_code_is_current(tmp_path: Path):
 
 def test_every_proto_has_generated_module():
     names = {p.stem for p in proto_files()}
-    assert names == {
-        "common", "documents", "questions", "reasoning", "feedback", "dead_letter"
-    }
+    assert names == {"common", "documents", "questions", "reasoning", "feedback", "dead_letter"}

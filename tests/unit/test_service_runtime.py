@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from faststream.kafka import TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-
 from autoglm.bus import topics
 from autoglm.bus.idempotency import MemoryIdempotencyStore
 from autoglm.contracts import JSON, PROTOBUF, DeadLetter, ParsedQuestion, Question, decode, encode
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
 from services.parser.app import ParserSettings, build
 
 
@@ -58,12 +58,16 @@ async def test_question_is_parsed_in_the_encoding_it_came_in(service, content_ty
         (b"\x00\xffjunk\x01", {}, "decode"),
         (b'{"requestId": "r"}', {"content-type": JSON}, "missing_field"),
         (b'{"requestId": "r", "text": "x", "bogus": 1}', {"content-type": JSON}, "schema"),
-        (b'{"requestId": "r", "text": "' + b"x" * 3000 + b'"}', {"content-type": JSON},
-         "too_large"),
+        (
+            b'{"requestId": "r", "text": "' + b"x" * 3000 + b'"}',
+            {"content-type": JSON},
+            "too_large",
+        ),
     ],
 )
-async def test_bad_input_goes_to_dead_letters_with_original_bytes(service, body, headers,
-                                                                  error_type):
+async def test_bad_input_goes_to_dead_letters_with_original_bytes(
+    service, body, headers, error_type
+):
     broker, settings, captured = service
     await broker.publish(body, topic=settings.topic(topics.QUESTIONS), headers=headers)
     assert not captured["parsed"]

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from autoglm.settings import Settings
 from autoglm.stack import LocalStack, MissingJarsError, StackError, default_lib_dir, ensure_jars
 from autoglm.stack.config import (
@@ -317,7 +316,7 @@ def test_silent_server_times_out(tmp_path: Path) -> None:
     spec = _python_spec(tmp_path, "redis", "import time; time.sleep(60)")
     record = launch(spec, tmp_path / "redis.pid", tmp_path)
     try:
-        with pytest.raises(StackError, match="did not answer at 127.0.0.1:9 within 1s"):
+        with pytest.raises(StackError, match=r"did not answer at 127\.0\.0\.1:9 within 1s"):
             asyncio.run(stack._wait_ready(spec, record, fresh=True))
     finally:
         terminate([record.process], grace_s=5)

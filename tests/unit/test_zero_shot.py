@@ -9,10 +9,15 @@ from autoglm.models.zero_shot import ZeroShotPathScorer
 
 def _input(text: str, hops: int = 1) -> ReasoningInput:
     rid = f"r-{text}"
-    item = ReasoningInput(request_id=rid, hops=hops, top_k=3,
-                          status=ResultStatus.RESULT_STATUS_OK,
-                          question=ParsedQuestion(request_id=rid, normalized_text=text,
-                                                  question=Question(request_id=rid, text=text)))
+    item = ReasoningInput(
+        request_id=rid,
+        hops=hops,
+        top_k=3,
+        status=ResultStatus.RESULT_STATUS_OK,
+        question=ParsedQuestion(
+            request_id=rid, normalized_text=text, question=Question(request_id=rid, text=text)
+        ),
+    )
     sub = item.subgraph
     for key in ("jaws", "steven spielberg", "1975", "roy scheider", "drama"):
         sub.nodes.append(GraphNode(key=key, name=key.title()))
@@ -37,8 +42,7 @@ def test_best_path_gives_the_answer_with_its_path(text_encoder):
 
 def test_batch_answers_each_question(text_encoder):
     model = ZeroShotPathScorer(text_encoder)
-    results = answer(model, [_input("what year was Jaws released"),
-                             _input("what genre is Jaws")])
+    results = answer(model, [_input("what year was Jaws released"), _input("what genre is Jaws")])
     assert [r.answers[0].name for r in results] == ["1975", "Drama"]
     assert all(r.model_version == "zero-shot-minilm" for r in results)
     assert results[0].timings[-1].service == "inference"

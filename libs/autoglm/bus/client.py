@@ -45,7 +45,9 @@ class PipelineClient:
     async def start(self) -> None:
         await topics.ensure_topics(self.settings)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", enable_idempotence=True,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
             linger_ms=5,
         )
         await self._producer.start()
@@ -69,7 +71,7 @@ class PipelineClient:
 
     async def _partitions(self, topic: str) -> set[int]:
         assert self._consumer is not None
-        await self._consumer._client.force_metadata_update()  # noqa: SLF001
+        await self._consumer._client.force_metadata_update()
         return self._consumer.partitions_for_topic(topic) or {0}
 
     async def stop(self) -> None:
@@ -100,18 +102,32 @@ class PipelineClient:
             except BadInputError:
                 continue
             request_id = getattr(reply, "request_id", "")
+            if not request_id and isinstance(reply, DeadLetter):
+                # Undecodable input has no request id: our key (the request id) identifies it.
+                request_id = reply.original_key.decode("utf-8", "replace")
             future = self._waiting.get(request_id)
             if future is not None and not future.done():
                 future.set_result(reply)
             elif request_id:
                 self._early[request_id] = reply
 
-    async def publish(self, topic: str, message: Message, key: str) -> None:
+    async def publish(
+        self, topic: str, message: Message, key: str, headers: dict[str, str] | None = None
+    ) -> None:
+        """Publish a contract message; ``headers`` may add e.g. a W3C ``traceparent``."""
+        body, content_headers = encode(message, self.content_type)
+        await self.publish_raw(topic, body, key, {**content_headers, **(headers or {})})
+
+    async def publish_raw(
+        self, topic: str, body: bytes, key: str, headers: dict[str, str] | None = None
+    ) -> None:
+        """Publish bytes as they are (what any other Kafka client could send)."""
         assert self._producer is not None
-        body, headers = encode(message, self.content_type)
         await self._producer.send_and_wait(
-            self.settings.topic(topic), body, key=key.encode(),
-            headers=[(k, v.encode()) for k, v in headers.items()],
+            self.settings.topic(topic),
+            body,
+            key=key.encode(),
+            headers=[(k, v.encode()) for k, v in (headers or {}).items()],
         )
 
     def expect(self, request_ids: Iterable[str]) -> None:
@@ -134,9 +150,7 @@ class PipelineClient:
         self, request_ids: Iterable[str], timeout_s: float
     ) -> AsyncIterator[tuple[str, Message]]:
         """Replies as they arrive; raises ``TimeoutError`` if some never come."""
-        pending = {
-            asyncio.ensure_future(self._reply_tagged(rid, timeout_s)) for rid in request_ids
-        }
+        pending = {asyncio.ensure_future(self._reply_tagged(rid, timeout_s)) for rid in request_ids}
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:

@@ -229,7 +229,9 @@ class ServiceRuntime:
                 f"processing failed {attempts} times: {type(exc).__name__}: {exc}",
                 error_type="processing",
             )
-            await self.dead_letter(message, failure, request_id=request_id, content_type=content_type)
+            await self.dead_letter(
+                message, failure, request_id=request_id, content_type=content_type
+            )
             return
 
         for outgoing in outputs:
@@ -284,6 +286,10 @@ class ServiceRuntime:
             extra={"reason": error.reason, "error_type": error.error_type},
         )
         await self.publish(
-            Outgoing(topics.DEAD_LETTERS, letter, key=request_id or "unknown"),
+            Outgoing(
+                topics.DEAD_LETTERS,
+                letter,
+                key=request_id or letter.original_key.decode("utf-8", "replace"),
+            ),
             content_type=content_type,
         )

@@ -1,8 +1,9 @@
-"""Every topic of the system, in one place. Names are logical; ``Settings.topic`` adds the prefix."""
+"""Every topic of the system, in one place. Names are logical: ``Settings.topic`` prefixes them."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -67,10 +68,9 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
             if settings.topic(name) not in existing
         ]
         if missing:
-            try:
+            # Another replica may win the race to create them.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another replica won the race
             log.info("created topics", extra={"topics": [t.name for t in missing]})
     finally:
         await admin.close()

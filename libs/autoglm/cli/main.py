@@ -8,9 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-
 from autoglm.cli.requests import (
     IngestSummary,
     ask,
@@ -23,11 +20,15 @@ from autoglm.cli.services import ServiceManager
 from autoglm.contracts import DeadLetter, to_json_dict
 from autoglm.settings import PROJECT_ROOT, Settings
 from autoglm.stack.cli import stack_app
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer(help="Open-AutoGLM: knowledge-graph question answering over Kafka.",
-                  no_args_is_help=True)
-services_app = typer.Typer(help="Run the four services as local background processes.",
-                           no_args_is_help=True)
+app = typer.Typer(
+    help="Open-AutoGLM: knowledge-graph question answering over Kafka.", no_args_is_help=True
+)
+services_app = typer.Typer(
+    help="Run the four services as local background processes.", no_args_is_help=True
+)
 ingest_app = typer.Typer(help="Feed the knowledge graph through Kafka.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(services_app, name="services")
@@ -45,8 +46,12 @@ def _fail(message: str) -> None:
 def _services_table(manager: ServiceManager) -> Table:
     table = Table("service", "pid", "state", "log")
     for process in manager.status():
-        table.add_row(process.name, str(process.pid or "-"),
-                      "running" if process.running else "stopped", str(process.log))
+        table.add_row(
+            process.name,
+            str(process.pid or "-"),
+            "running" if process.running else "stopped",
+            str(process.log),
+        )
     return table
 
 
@@ -112,11 +117,14 @@ def ask_command(
 ) -> None:
     """Publish one question and print the answer, confidence and path when it arrives."""
     try:
-        (reply,) = asyncio.run(ask(Settings(), [question], hops=hops, top_k=top_k,
-                                   timeout_s=timeout))
+        (reply,) = asyncio.run(
+            ask(Settings(), [question], hops=hops, top_k=top_k, timeout_s=timeout)
+        )
     except TimeoutError:
-        _fail(f"no answer within {timeout:.0f}s: are the services running? "
-              "(`autoglm services status`)")
+        _fail(
+            f"no answer within {timeout:.0f}s: are the services running? "
+            "(`autoglm services status`)"
+        )
     if as_json:
         out.print_json(json.dumps(to_json_dict(reply)))
     else:
@@ -127,7 +135,8 @@ def ask_command(
 
 @app.command("demo")
 def demo(
-    kb: Annotated[Path, typer.Option(help="KB to ingest.")] = PROJECT_ROOT / "samples/kb_sample.txt",
+    kb: Annotated[Path, typer.Option(help="KB to ingest.")] = PROJECT_ROOT
+    / "samples/kb_sample.txt",
     questions: Annotated[Path, typer.Option(help="Questions (MetaQA format).")] = (
         PROJECT_ROOT / "samples/questions.txt"
     ),
@@ -145,7 +154,9 @@ def demo(
         gold = set(row[1].split("|")) if len(row) > 1 else set()
         if gold:
             out.print(f"   [dim]expected: {', '.join(sorted(gold))}[/dim]")
-            top = reply.answers[0].name if not isinstance(reply, DeadLetter) and reply.answers else ""
+            top = (
+                reply.answers[0].name if not isinstance(reply, DeadLetter) and reply.answers else ""
+            )
             hits += top in gold
     out.rule(f"hits@1 on the sample: {hits}/{len(rows)}")
 

@@ -8,9 +8,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from autoglm.bus import topics
 from autoglm.bus.client import PipelineClient, new_request_id
 from autoglm.contracts import (
@@ -24,6 +21,8 @@ from autoglm.contracts import (
     ResultStatus,
 )
 from autoglm.settings import Settings
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 err = Console(stderr=True)
 
@@ -49,9 +48,13 @@ def kb_documents(path: Path, lines_per_document: int) -> Iterator[Document]:
             continue
         digest = hashlib.sha1(chunk.encode()).hexdigest()[:16]
         yield Document(
-            request_id=new_request_id(), schema_version=SCHEMA_VERSION,
-            document_id=f"kb:{path.name}:{digest}", format=DocumentFormat.DOCUMENT_FORMAT_TRIPLES,
-            text=chunk, source=str(path), first_line=start + 1,
+            request_id=new_request_id(),
+            schema_version=SCHEMA_VERSION,
+            document_id=f"kb:{path.name}:{digest}",
+            format=DocumentFormat.DOCUMENT_FORMAT_TRIPLES,
+            text=chunk,
+            source=str(path),
+            first_line=start + 1,
         )
 
 
@@ -61,15 +64,23 @@ def text_documents(path: Path) -> Iterator[Document]:
         text = file.read_text(encoding="utf-8", errors="replace")
         digest = hashlib.sha1(text.encode()).hexdigest()[:16]
         yield Document(
-            request_id=new_request_id(), schema_version=SCHEMA_VERSION,
-            document_id=f"text:{file.name}:{digest}", format=DocumentFormat.DOCUMENT_FORMAT_TEXT,
-            text=text, source=str(file),
+            request_id=new_request_id(),
+            schema_version=SCHEMA_VERSION,
+            document_id=f"text:{file.name}:{digest}",
+            format=DocumentFormat.DOCUMENT_FORMAT_TEXT,
+            text=text,
+            source=str(file),
         )
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
 
 
 async def ingest(
@@ -106,8 +117,13 @@ async def ask(
     settings: Settings, texts: Sequence[str], *, hops: int, top_k: int, timeout_s: float
 ) -> list[Result | DeadLetter]:
     questions = [
-        Question(request_id=new_request_id(), schema_version=SCHEMA_VERSION, text=text,
-                 hops=hops, top_k=top_k)
+        Question(
+            request_id=new_request_id(),
+            schema_version=SCHEMA_VERSION,
+            text=text,
+            hops=hops,
+            top_k=top_k,
+        )
         for text in texts
     ]
     replies: dict[str, Result | DeadLetter] = {}
@@ -115,8 +131,7 @@ async def ask(
         client.expect(q.request_id for q in questions)
         for question in questions:
             await client.publish(topics.QUESTIONS, question, key=question.request_id)
-        async for request_id, reply in client.replies([q.request_id for q in questions],
-                                                       timeout_s):
+        async for request_id, reply in client.replies([q.request_id for q in questions], timeout_s):
             assert isinstance(reply, Result | DeadLetter)
             replies[request_id] = reply
     return [replies[q.request_id] for q in questions]
@@ -131,11 +146,14 @@ def print_result(reply: Result | DeadLetter, console: Console) -> None:
         console.print(f"   [yellow]{ResultStatus.Name(reply.status)}[/yellow]: {reply.error}")
         return
     names = ", ".join(a.name for a in reply.answers)
-    console.print(f"   [green]A:[/green] {names}   (confidence {reply.confidence:.2f}, "
-                  f"model {reply.model_version}, graph v{reply.graph_version})")
+    console.print(
+        f"   [green]A:[/green] {names}   (confidence {reply.confidence:.2f}, "
+        f"model {reply.model_version}, graph v{reply.graph_version})"
+    )
     if reply.reasoning_path:
-        path = " ; ".join(f"{e.source_name} -[{e.relation}]-> {e.target_name}"
-                          for e in reply.reasoning_path)
+        path = " ; ".join(
+            f"{e.source_name} -[{e.relation}]-> {e.target_name}" for e in reply.reasoning_path
+        )
         console.print(f"   path: {path}")
     timings = ", ".join(f"{t.service} {t.milliseconds:.0f} ms" for t in reply.timings)
     console.print(f"   [dim]{timings}[/dim]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -55,12 +56,15 @@ class ServiceManager:
 
     def status(self) -> list[ServiceProcess]:
         return [
-            ServiceProcess(name, self._pid(name), self._pid(name) is not None,
-                           self.log_dir / f"{name}.log")
+            ServiceProcess(
+                name, self._pid(name), self._pid(name) is not None, self.log_dir / f"{name}.log"
+            )
             for name in SERVICES
         ]
 
-    def start(self, names: list[str] | None = None, timeout_s: float = 180.0) -> list[ServiceProcess]:
+    def start(
+        self, names: list[str] | None = None, timeout_s: float = 180.0
+    ) -> list[ServiceProcess]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         started: dict[str, tuple[subprocess.Popen[bytes], Path, int]] = {}
@@ -72,8 +76,11 @@ class ServiceManager:
             with log.open("ab") as handle:
                 process = subprocess.Popen(
                     [sys.executable, "-m", SERVICES[name]],
-                    cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                    env={**os.environ, **(self.env or {})}, start_new_session=True,
+                    cwd=PROJECT_ROOT,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **(self.env or {})},
+                    start_new_session=True,
                 )
             self._pid_file(name).write_text(str(process.pid))
             started[name] = (process, log, offset)
@@ -91,12 +98,18 @@ class ServiceManager:
                         + "\n".join(tail)
                     )
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"service {name} not ready after {timeout_s:.0f}s; see {log}")
+                    raise RuntimeError(
+                        f"service {name} not ready after {timeout_s:.0f}s; see {log}"
+                    )
                 time.sleep(0.2)
         return self.status()
 
-    def stop(self, names: list[str] | None = None, grace_s: float = 20.0,
-             sig: signal.Signals = signal.SIGTERM) -> list[ServiceProcess]:
+    def stop(
+        self,
+        names: list[str] | None = None,
+        grace_s: float = 20.0,
+        sig: signal.Signals = signal.SIGTERM,
+    ) -> list[ServiceProcess]:
         for name in names or list(SERVICES):
             pid = self._pid(name)
             if pid is None:
@@ -111,12 +124,14 @@ class ServiceManager:
             self._pid_file(name).unlink(missing_ok=True)
         return self.status()
 
+    def kill(self, name: str) -> None:
+        """SIGKILL a service: no graceful shutdown, in-flight work is cut off (fault tests)."""
+        self.stop([name], grace_s=0.0, sig=signal.SIGKILL)
+
     @staticmethod
     def _alive(pid: int) -> bool:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-        except ChildProcessError:
-            pass
         try:
             state = Path(f"/proc/{pid}/stat").read_text().split()[2]
         except OSError:

@@ -109,14 +109,10 @@ def _has_value(message: Message, dotted: str) -> bool:
     target: Any = message
     for part in dotted.split("."):
         field = target.DESCRIPTOR.fields_by_name[part]
-        if field.message_type is not None and not _is_repeated(field):
-            if not target.HasField(part):
-                return False
+        if field.message_type is not None and not field.is_repeated and not target.HasField(part):
+            return False
         target = getattr(target, part)
     if isinstance(target, str):
         return bool(target.strip())
     return bool(target) if not isinstance(target, Message) else True
 
-
-def _is_repeated(field: Any) -> bool:
-    return bool(field.is_repeated)

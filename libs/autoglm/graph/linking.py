@@ -43,8 +43,9 @@ class EntityLinker:
         for mention in candidates:
             if mention.key in exact:
                 report.anchors.append(
-                    LinkedEntity(mention=mention.text, key=mention.key,
-                                 name=exact[mention.key], score=1.0)
+                    LinkedEntity(
+                        mention=mention.text, key=mention.key, name=exact[mention.key], score=1.0
+                    )
                 )
             elif mention.source == "bracket":
                 report.unlinked_mentions.append(mention.text)
@@ -63,12 +64,17 @@ class EntityLinker:
         runner_up = rows[1]["score"] if len(rows) > 1 else 0.0
         if best["score"] >= AMBIGUITY_MARGIN * runner_up:
             report.anchors.append(
-                LinkedEntity(mention=mention.text, key=best["key"], name=best["name"],
-                             score=float(best["score"]) / (float(best["score"]) + runner_up))
+                LinkedEntity(
+                    mention=mention.text,
+                    key=best["key"],
+                    name=best["name"],
+                    score=float(best["score"]) / (float(best["score"]) + runner_up),
+                )
             )
         else:
             report.ambiguous_candidates.extend(
-                LinkedEntity(mention=mention.text, key=r["key"], name=r["name"],
-                             score=float(r["score"]))
+                LinkedEntity(
+                    mention=mention.text, key=r["key"], name=r["name"], score=float(r["score"])
+                )
                 for r in rows
             )

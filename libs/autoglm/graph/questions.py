@@ -42,19 +42,17 @@ async def prepare_reasoning_input(
     if not linking.anchors:
         if linking.unlinked_mentions and any(m.source == "bracket" for m in question.mentions):
             output.status = ResultStatus.RESULT_STATUS_ENTITY_NOT_IN_GRAPH
-            output.error = (
-                "marked entity not in the graph: " + ", ".join(linking.unlinked_mentions)
-            )
+            output.error = "marked entity not in the graph: " + ", ".join(linking.unlinked_mentions)
         else:
             output.status = ResultStatus.RESULT_STATUS_NO_ENTITY
-            output.error = (
-                "no mention could be linked unambiguously"
-                + (f" (ambiguous: {', '.join(sorted({c.mention for c in linking.ambiguous_candidates}))})"
-                   if linking.ambiguous_candidates else "")
+            ambiguous = sorted({c.mention for c in linking.ambiguous_candidates})
+            output.error = "no mention could be linked unambiguously" + (
+                f" (ambiguous: {', '.join(ambiguous)})" if ambiguous else ""
             )
     else:
-        caps = RetrievalCaps(hops=hops, max_nodes=settings.subgraph_max_nodes,
-                             max_edges=settings.subgraph_max_edges)
+        caps = RetrievalCaps(
+            hops=hops, max_nodes=settings.subgraph_max_nodes, max_edges=settings.subgraph_max_edges
+        )
         anchors = list(dict.fromkeys(a.key for a in linking.anchors))
         subgraph = await retriever.retrieve(anchors, caps)
         output.subgraph.CopyFrom(subgraph)

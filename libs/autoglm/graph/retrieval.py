@@ -23,7 +23,9 @@ RETURN DISTINCT s.key AS source, r.type AS relation, o.key AS target,
 LIMIT $limit
 """
 
-_NODES = "MATCH (e:Entity) WHERE e.key IN $keys RETURN e.key AS key, e.name AS name, e.label AS label"
+_NODES = (
+    "MATCH (e:Entity) WHERE e.key IN $keys RETURN e.key AS key, e.name AS name, e.label AS label"
+)
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,9 @@ class SubgraphRetriever:
         node_index: dict[str, int] = {}
         for row in await self.store.run_read(_NODES, keys=list(anchors)):
             node_index[row["key"]] = len(subgraph.nodes)
-            subgraph.nodes.append(GraphNode(key=row["key"], name=row["name"],
-                                            label=row["label"] or ""))
+            subgraph.nodes.append(
+                GraphNode(key=row["key"], name=row["name"], label=row["label"] or "")
+            )
         subgraph.anchor_indices.extend(node_index[a] for a in anchors if a in node_index)
         relation_index: dict[str, int] = {}
         seen_edges: set[tuple[str, str, str]] = set()
@@ -63,11 +66,12 @@ class SubgraphRetriever:
                 edge = (row["source"], row["relation"], row["target"])
                 if edge in seen_edges:
                     continue
-                ends = ((row["source"], row["source_name"], row["source_label"]),
-                        (row["target"], row["target_name"], row["target_label"]))
+                ends = (
+                    (row["source"], row["source_name"], row["source_label"]),
+                    (row["target"], row["target_name"], row["target_label"]),
+                )
                 if any(k not in node_index for k, _, _ in ends) and (
-                    len(node_index) + sum(k not in node_index for k, _, _ in ends)
-                    > caps.max_nodes
+                    len(node_index) + sum(k not in node_index for k, _, _ in ends) > caps.max_nodes
                 ):
                     subgraph.truncated = True
                     continue

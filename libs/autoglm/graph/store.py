@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction
-from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError as Neo4jTransient
+from neo4j.exceptions import ServiceUnavailable, SessionExpired
+from neo4j.exceptions import TransientError as Neo4jTransient
 
 from autoglm.contracts import ParsedDocument
 from autoglm.errors import TransientError
@@ -106,9 +107,7 @@ class GraphStore:
 
     async def graph_version(self) -> int:
         async with self._unavailable_is_transient():
-            records, _, _ = await self.driver.execute_query(
-                _READ_VERSION, database_=self.database
-            )
+            records, _, _ = await self.driver.execute_query(_READ_VERSION, database_=self.database)
         return int(records[0]["version"]) if records else 0
 
     async def write_document(self, document: ParsedDocument) -> WriteSummary:
@@ -132,14 +131,18 @@ class GraphStore:
                 (_WRITE_TRIPLES, {"triples": triples}),
                 (
                     _WRITE_DOCUMENT,
-                    {"document_id": document.document_id, "source": document.source,
-                     "mentions": mentions},
+                    {
+                        "document_id": document.document_id,
+                        "source": document.source,
+                        "mentions": mentions,
+                    },
                 ),
             ):
                 result = await tx.run(query, params)
                 counters = (await result.consume()).counters
                 changes += (
-                    counters.nodes_created + counters.relationships_created
+                    counters.nodes_created
+                    + counters.relationships_created
                     + counters.properties_set
                 )
             if changes:
@@ -150,23 +153,25 @@ class GraphStore:
                 version = int(record["version"]) if record else 0
             return WriteSummary(version, len(entities), len(triples), changes > 0)
 
-        async with self._unavailable_is_transient(), self.driver.session(
-            database=self.database
-        ) as session:
+        async with (
+            self._unavailable_is_transient(),
+            self.driver.session(database=self.database) as session,
+        ):
             return await session.execute_write(work)
 
-    async def run_write(self, query: str, **params: Any) -> None:
+    async def run_write(self, cypher: str, /, **params: Any) -> None:
         """An auto-commit query (needed for ``CALL { ... } IN TRANSACTIONS``)."""
-        async with self._unavailable_is_transient(), self.driver.session(
-            database=self.database
-        ) as session:
-            result = await session.run(query, params)  # type: ignore[arg-type]
+        async with (
+            self._unavailable_is_transient(),
+            self.driver.session(database=self.database) as session,
+        ):
+            result = await session.run(cypher, params)
             await result.consume()
 
-    async def run_read(self, query: str, **params: Any) -> list[dict[str, Any]]:
+    async def run_read(self, cypher: str, /, **params: Any) -> list[dict[str, Any]]:
         async with self._unavailable_is_transient():
             records, _, _ = await self.driver.execute_query(
-                query, params, database_=self.database, routing_="r"
+                cypher, params, database_=self.database, routing_="r"
             )
         return [record.data() for record in records]
 

@@ -37,8 +37,9 @@ class TextEncoder(nn.Module):
         return next(self.model.parameters()).device
 
     def token_states(self, texts: list[str]) -> tuple[Tensor, Tensor]:
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                               return_tensors="pt").to(self.device)
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
         states = self.model(**batch).last_hidden_state
         return states, batch["attention_mask"]
 

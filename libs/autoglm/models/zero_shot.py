@@ -65,8 +65,11 @@ def _paths(subgraph: Subgraph, hops: int) -> list[Path]:
                 if other in visited:
                     continue
                 relation = subgraph.relation_types[subgraph.edge_relation[edge]]
-                step = (phrases + (relation_phrase(relation, forward),), edges + [edge],
-                        visited | {other})
+                step = (
+                    (*phrases, relation_phrase(relation, forward)),
+                    [*edges, edge],
+                    visited | {other},
+                )
                 paths.append((step[0], step[1], other))
                 next_frontier.append((other, *step))
                 if len(paths) >= MAX_PATHS:
@@ -98,8 +101,9 @@ class ZeroShotPathScorer:
             return Prediction(answers=[], confidence=0.0)
         phrases = sorted({p for p, _, _ in paths})
         phrase_vectors = self.encoder([" ".join(p) for p in phrases])
-        lexical = torch.tensor([lexical_overlap(text, " ".join(p)) for p in phrases],
-                               device=phrase_vectors.device)
+        lexical = torch.tensor(
+            [lexical_overlap(text, " ".join(p)) for p in phrases], device=phrase_vectors.device
+        )
         similarity = phrase_vectors @ question + LEXICAL_BONUS * lexical
         probability = torch.softmax(similarity / self.temperature, dim=0)
         phrase_prob = {p: float(probability[n]) for n, p in enumerate(phrases)}
@@ -111,22 +115,39 @@ class ZeroShotPathScorer:
             score = phrase_prob[phrase]
             if end not in best_by_node or score > best_by_node[end][0]:
                 best_by_node[end] = (score, edges)
-        ranked = sorted(best_by_node.items(), key=lambda kv: (-kv[1][0], subgraph.nodes[kv[0]].name))
+        ranked = sorted(
+            best_by_node.items(), key=lambda kv: (-kv[1][0], subgraph.nodes[kv[0]].name)
+        )
         answers = []
         for node, (score, edges) in ranked[: max(1, item.top_k)]:
-            answers.append(Answer(key=subgraph.nodes[node].key, name=subgraph.nodes[node].name,
-                                  probability=score, path=self._path_edges(subgraph, edges)))
+            answers.append(
+                Answer(
+                    key=subgraph.nodes[node].key,
+                    name=subgraph.nodes[node].name,
+                    probability=score,
+                    path=self._path_edges(subgraph, edges),
+                )
+            )
         top = answers[0] if answers else None
-        return Prediction(answers=answers, confidence=top.probability if top else 0.0,
-                          reasoning_path=list(top.path) if top else [])
+        return Prediction(
+            answers=answers,
+            confidence=top.probability if top else 0.0,
+            reasoning_path=list(top.path) if top else [],
+        )
 
     @staticmethod
     def _path_edges(subgraph: Subgraph, edges: list[int]) -> list[PathEdge]:
         out = []
         for edge in edges:
             s, t = subgraph.edge_source[edge], subgraph.edge_target[edge]
-            out.append(PathEdge(source_key=subgraph.nodes[s].key, source_name=subgraph.nodes[s].name,
-                                relation=subgraph.relation_types[subgraph.edge_relation[edge]],
-                                target_key=subgraph.nodes[t].key, target_name=subgraph.nodes[t].name,
-                                weight=1.0))
+            out.append(
+                PathEdge(
+                    source_key=subgraph.nodes[s].key,
+                    source_name=subgraph.nodes[s].name,
+                    relation=subgraph.relation_types[subgraph.edge_relation[edge]],
+                    target_key=subgraph.nodes[t].key,
+                    target_name=subgraph.nodes[t].name,
+                    weight=1.0,
+                )
+            )
         return out

@@ -26,8 +26,9 @@ def check_question(question: Question, settings: Settings) -> None:
             error_type="too_large",
         )
     if question.hops > 3:
-        raise BadInputError(f"hops must be 0 (default) to 3, got {question.hops}",
-                            error_type="invalid_field")
+        raise BadInputError(
+            f"hops must be 0 (default) to 3, got {question.hops}", error_type="invalid_field"
+        )
 
 
 def parse_questions(
@@ -59,8 +60,9 @@ def check_document(document: Document, settings: Settings) -> None:
             error_type="too_large",
         )
     if "\x00" in document.text:
-        raise BadInputError("document text contains NUL characters (binary data?)",
-                            error_type="binary")
+        raise BadInputError(
+            "document text contains NUL characters (binary data?)", error_type="binary"
+        )
 
 
 def parse_document(parser: TextParser, document: Document, settings: Settings) -> ParsedDocument:

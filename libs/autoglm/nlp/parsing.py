@@ -18,8 +18,20 @@ BRACKET_PATTERN = re.compile(r"\[([^\[\]]+)\]")
 
 # Entity labels that name things a knowledge graph holds; numbers and ordinals are left out.
 ENTITY_LABELS = frozenset(
-    {"PERSON", "ORG", "GPE", "LOC", "NORP", "WORK_OF_ART", "EVENT", "FAC", "PRODUCT",
-     "LANGUAGE", "DATE", "LAW"}
+    {
+        "PERSON",
+        "ORG",
+        "GPE",
+        "LOC",
+        "NORP",
+        "WORK_OF_ART",
+        "EVENT",
+        "FAC",
+        "PRODUCT",
+        "LANGUAGE",
+        "DATE",
+        "LAW",
+    }
 )
 _SUBJECT_DEPS = frozenset({"nsubj", "nsubjpass"})
 _OBJECT_DEPS = frozenset({"dobj", "attr", "oprd"})
@@ -68,8 +80,14 @@ def _question_mentions(original: str, doc: Doc) -> ParsedQuestionText:
         start = match.start() - removed
         text = match.group(1)
         mentions.append(
-            Mention(text=text, label="BRACKET", start_char=start, end_char=start + len(text),
-                    key=normalize_key(text), source="bracket")
+            Mention(
+                text=text,
+                label="BRACKET",
+                start_char=start,
+                end_char=start + len(text),
+                key=normalize_key(text),
+                source="bracket",
+            )
         )
         removed += 2
     seen = {m.key for m in mentions}
@@ -82,13 +100,20 @@ def _question_mentions(original: str, doc: Doc) -> ParsedQuestionText:
 
 
 def _mention(span: Span, source: str) -> Mention:
-    return Mention(text=span.text, label=span.label_, start_char=span.start_char,
-                   end_char=span.end_char, key=normalize_key(span.text), source=source)
+    return Mention(
+        text=span.text,
+        label=span.label_,
+        start_char=span.start_char,
+        end_char=span.end_char,
+        key=normalize_key(span.text),
+        source=source,
+    )
 
 
 def _document_structure(doc: Doc) -> ParsedText:
-    sentences = [Sentence(text=s.text, start_char=s.start_char, end_char=s.end_char)
-                 for s in doc.sents]
+    sentences = [
+        Sentence(text=s.text, start_char=s.start_char, end_char=s.end_char) for s in doc.sents
+    ]
     entities = [_mention(e, "ner") for e in doc.ents if e.label_ in ENTITY_LABELS]
     triples: list[Triple] = []
     for index, sent in enumerate(doc.sents):
@@ -125,9 +150,13 @@ def _sentence_triples(sent: Span, index: int) -> Iterable[Triple]:
         for subject in subjects:
             for obj, predicate in objects:
                 named = sum(1 for t in (subject, obj) if t.ent_type_)
-                yield Triple(subject=_phrase(subject), predicate=predicate.lower(),
-                             object=_phrase(obj), sentence=index,
-                             confidence=(0.5, 0.75, 0.9)[named])
+                yield Triple(
+                    subject=_phrase(subject),
+                    predicate=predicate.lower(),
+                    object=_phrase(obj),
+                    sentence=index,
+                    confidence=(0.5, 0.75, 0.9)[named],
+                )
 
 
 def parse_kb_lines(text: str, first_line: int = 1) -> tuple[list[Triple], list[LineError]]:
@@ -144,13 +173,19 @@ def parse_kb_lines(text: str, first_line: int = 1) -> tuple[list[Triple], list[L
             continue
         fields = stripped.split("|")
         if len(fields) != 3:
-            errors.append(LineError(line=number, content=line[:500],
-                                    reason=f"expected 3 fields separated by '|', got {len(fields)}"))
+            errors.append(
+                LineError(
+                    line=number,
+                    content=line[:500],
+                    reason=f"expected 3 fields separated by '|', got {len(fields)}",
+                )
+            )
             continue
         subject, relation, obj = (f.strip() for f in fields)
         if not subject or not relation or not obj:
             errors.append(LineError(line=number, content=line[:500], reason="empty field"))
             continue
-        triples.append(Triple(subject=subject, predicate=relation, object=obj, sentence=-1,
-                              confidence=1.0))
+        triples.append(
+            Triple(subject=subject, predicate=relation, object=obj, sentence=-1, confidence=1.0)
+        )
     return triples, errors

@@ -43,8 +43,9 @@ class ModelRegistry:
             for meta_file in sorted(base.glob("*/meta.json")):
                 meta = json.loads(meta_file.read_text())
                 found.append(
-                    ModelVersion(meta_file.parent.name, meta.get("kind", "fusion"),
-                                 meta_file.parent, meta)
+                    ModelVersion(
+                        meta_file.parent.name, meta.get("kind", "fusion"), meta_file.parent, meta
+                    )
                 )
         return found
 

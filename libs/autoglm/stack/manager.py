@@ -97,16 +97,10 @@ class LocalStack:
 
             started: dict[str, PidRecord] = {}
             try:
-                # Kafka's storage format runs in the foreground: launch the others first.
-                for name in ("redis", "neo4j", "kafka"):
-                    if running[name] is None:
-                        run_init(specs[name], self.paths.root, INIT_TIMEOUT_S)
-                        started[name] = launch(
-                            specs[name], self.paths.pid_file(name), self.paths.root
-                        )
-                records = {name: running[name] or started[name] for name in SERVERS}
-                return _run_async(lambda: self._wait_all(specs, records, set(started)))
+                return _run_async(lambda: self._start_all(specs, running, started))
             except BaseException:
+                # All or nothing: stop what this call started, so a failed `up` leaves the
+                # stack as it found it.
                 self._stop(started)
                 raise
 
@@ -182,19 +176,41 @@ class LocalStack:
             remove_pid_file(self.paths.pid_file(name))
         return outcome
 
-    async def _wait_all(
-        self, specs: dict[str, ServerSpec], records: dict[str, PidRecord], fresh: set[str]
+    async def _start_all(
+        self,
+        specs: dict[str, ServerSpec],
+        running: dict[str, PidRecord | None],
+        started: dict[str, PidRecord],
     ) -> list[ServerStatus]:
-        results = await asyncio.gather(
-            *(self._wait_ready(specs[n], records[n], n in fresh) for n in SERVERS),
-            return_exceptions=True,
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
+        """Start (or just probe) every server concurrently; ``started`` collects the new ones.
+
+        The first failure cancels the other waits: no point waiting for Kafka when Neo4j died.
+        """
+        tasks = [
+            asyncio.create_task(self._start_one(specs[n], running[n], started)) for n in SERVERS
+        ]
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        errors = [e for t in done if (e := t.exception()) is not None]
         if errors:
             if len(errors) == 1:
                 raise errors[0]
             raise StackError("\n".join(str(e) for e in errors)) from errors[0]
-        return [r for r in results if isinstance(r, ServerStatus)]
+        return [t.result() for t in tasks]
+
+    async def _start_one(
+        self, spec: ServerSpec, record: PidRecord | None, started: dict[str, PidRecord]
+    ) -> ServerStatus:
+        if record is not None:
+            return await self._wait_ready(spec, record, fresh=False)
+        if spec.needs_init:
+            # Kafka's storage format is a JVM of its own (seconds): others start meanwhile.
+            await asyncio.to_thread(run_init, spec, self.paths.root, INIT_TIMEOUT_S)
+        record = launch(spec, self.paths.pid_file(spec.name), self.paths.root)
+        started[spec.name] = record
+        return await self._wait_ready(spec, record, fresh=True)
 
     async def _wait_ready(self, spec: ServerSpec, record: PidRecord, fresh: bool) -> ServerStatus:
         timeout = self.settings.stack_start_timeout_s

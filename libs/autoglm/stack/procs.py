@@ -97,9 +97,19 @@ def is_alive(process: ProcessId) -> bool:
     """Whether exactly this process still runs (not exited, not a zombie, pid not reused)."""
     _reap(process.pid)
     fields = _stat_fields(process.pid)
-    if fields is None or fields[0] in ("Z", "X"):
+    if fields is None:
         return False
+    if fields[0] in ("Z", "X") and _thread_count(process.pid) <= 1:
+        return False  # a zombie nobody reaps: it holds no files or ports any more
+    # A zombie leader with threads left is still exiting (and may still hold its ports).
     return int(fields[19]) == process.start_ticks and boot_id() == process.boot_id
+
+
+def _thread_count(pid: int) -> int:
+    try:
+        return len(os.listdir(PROC / str(pid) / "task"))
+    except OSError:
+        return 0
 
 
 def cmdline(pid: int) -> str:

@@ -56,8 +56,9 @@ def feedback_example(feedback: Feedback, result: Result | None) -> TrainingExamp
             error_type="unknown_request",
         )
     if not feedback.correct_answers and not feedback.wrong:
-        raise BadInputError("feedback has neither correct answers nor 'wrong'",
-                            error_type="missing_field")
+        raise BadInputError(
+            "feedback has neither correct answers nor 'wrong'", error_type="missing_field"
+        )
     example = TrainingExample(
         request_id=f"{feedback.target_request_id}:feedback:{feedback.request_id}",
         schema_version=SCHEMA_VERSION,
