@@ -30,7 +30,20 @@ public final class Launcher {
     static final String PASSWORD_ENV = "AUTOGLM_NEO4J_PASSWORD";
 
     public static void main(String[] argv) throws Exception {
-        Map<String, String> args = parseArgs(argv);
+        try {
+            run(parseArgs(argv));
+        } catch (Exception e) {
+            // The stack manager shows the last lines of this output: end with the root cause.
+            e.printStackTrace();
+            Throwable cause = e;
+            while (cause.getCause() != null) {
+                cause = cause.getCause();
+            }
+            fail("failed to start: " + cause);
+        }
+    }
+
+    static void run(Map<String, String> args) throws Exception {
         Path home = Path.of(require(args, "home")).toAbsolutePath();
         Path logs = Path.of(require(args, "logs")).toAbsolutePath();
         SocketAddress listen =
@@ -61,6 +74,8 @@ public final class Launcher {
                 .setConfig(HttpsConnector.enabled, false)
                 // The machine may have no route to the internet: no usage reports.
                 .setConfig(GraphDatabaseInternalSettings.udc_network_enabled, false)
+                // Bolt's event loops otherwise idle 5 s each on shutdown: `stack down` waits.
+                .setConfig(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0)
                 .build();
 
         CountDownLatch stopped = new CountDownLatch(1);

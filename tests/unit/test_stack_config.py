@@ -20,13 +20,16 @@ from autoglm.stack import LocalStack, MissingJarsError, StackError, default_lib_
 from autoglm.stack.config import (
     DEFAULT_LIB_DIR,
     NEO4J_PASSWORD_ENV,
+    ClassArchive,
     Endpoint,
     ServerSpec,
     StackPaths,
+    class_archive,
     kafka_properties,
     kafka_spec,
     neo4j_spec,
     new_kafka_cluster_id,
+    publish_class_archive,
     redis_config,
     redis_spec,
     render_properties,
@@ -107,7 +110,7 @@ def test_render_properties_escapes_backslashes() -> None:
 
 
 def test_kafka_spec_formats_once(settings: Settings, paths: StackPaths, tmp_path: Path) -> None:
-    spec = kafka_spec(settings, paths, tmp_path / "lib", "java")
+    spec = kafka_spec(settings, paths, tmp_path / "lib", "java", use_class_archive=False)
     assert spec.argv[-2:] == ("kafka.Kafka", str(paths.conf / "kafka.properties"))
     assert f"{tmp_path / 'lib' / 'kafka'}/*" in spec.argv
     assert "-Xmx512m" in spec.argv
@@ -154,7 +157,7 @@ def test_redis_spec_writes_private_config(settings: Settings, paths: StackPaths)
 def test_neo4j_password_stays_off_the_command_line(
     settings: Settings, paths: StackPaths, tmp_path: Path
 ) -> None:
-    spec = neo4j_spec(settings, paths, tmp_path / "lib", "java")
+    spec = neo4j_spec(settings, paths, tmp_path / "lib", "java", use_class_archive=False)
     assert settings.neo4j_password not in " ".join(spec.argv)
     assert spec.env == {NEO4J_PASSWORD_ENV: settings.neo4j_password}
     assert spec.argv[spec.argv.index("--port") + 1] == "27687"
@@ -166,7 +169,7 @@ def test_neo4j_password_stays_off_the_command_line(
 def test_neo4j_short_password_is_refused(tmp_path: Path) -> None:
     settings = _settings(tmp_path, neo4j_password="short")
     with pytest.raises(StackError, match="at least 8"):
-        neo4j_spec(settings, StackPaths(tmp_path), tmp_path, "java")
+        neo4j_spec(settings, StackPaths(tmp_path), tmp_path, "java", use_class_archive=False)
 
 
 # --- jars ---------------------------------------------------------------------------------------
@@ -185,6 +188,60 @@ def test_missing_jars_tell_to_run_make_setup(tmp_path: Path) -> None:
         ensure_jars(settings, tmp_path / "nowhere")
     _fake_jars(tmp_path / "lib")
     assert ensure_jars(settings, tmp_path / "lib") == tmp_path / "lib"
+
+
+# --- class-data-sharing archives -----------------------------------------------------------
+
+
+def test_first_run_dumps_the_class_archive_then_later_runs_use_it(
+    settings: Settings, paths: StackPaths, tmp_path: Path
+) -> None:
+    lib = tmp_path / "lib"
+    _fake_jars(lib)
+    first = neo4j_spec(settings, paths, lib, sys.executable)
+    assert first.class_archive is not None
+    dump = first.class_archive.dump_to
+    assert dump is not None
+    assert f"-XX:ArchiveClassesAtExit={dump}" in first.argv
+    # The JVM writes the dump at exit; `down` publishes it.
+    dump.write_bytes(b"archive")
+    publish_class_archive(first.class_archive.path, dump, complete=True)
+    assert first.class_archive.path.read_bytes() == b"archive"
+    assert not dump.exists()
+
+    later = neo4j_spec(settings, paths, lib, sys.executable)
+    assert later.class_archive == ClassArchive(first.class_archive.path)
+    assert f"-XX:SharedArchiveFile={first.class_archive.path}" in later.argv
+    assert not any(a.startswith("-XX:ArchiveClassesAtExit") for a in later.argv)
+
+
+def test_new_jars_get_a_new_class_archive(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    _fake_jars(lib)
+    before = class_archive(lib, "kafka", sys.executable)
+    (lib / "kafka" / "extra.jar").write_bytes(b"")
+    after = class_archive(lib, "kafka", sys.executable)
+    assert before is not None and after is not None
+    assert before.path != after.path
+    # Publishing the new archive removes the stale one.
+    before.path.write_bytes(b"old")
+    assert after.dump_to is not None
+    after.dump_to.write_bytes(b"new")
+    publish_class_archive(after.path, after.dump_to, complete=True)
+    assert not before.path.exists()
+    assert after.path.read_bytes() == b"new"
+
+
+def test_dump_of_a_killed_jvm_is_discarded(tmp_path: Path) -> None:
+    dump = tmp_path / "neo4j-x.1234.tmp"
+    dump.write_bytes(b"partial")
+    publish_class_archive(tmp_path / "neo4j-x.jsa", dump, complete=False)
+    assert not dump.exists()
+    assert not (tmp_path / "neo4j-x.jsa").exists()
+
+
+def test_no_class_archive_without_java(tmp_path: Path) -> None:
+    assert class_archive(tmp_path, "kafka", str(tmp_path / "no-java")) is None
 
 
 # --- pid files and processes ------------------------------------------------------------------

@@ -45,7 +45,10 @@ def _run(action: Callable[[LocalStack], list[ServerStatus]], busy: str | None = 
         else:
             statuses = action(stack)
     except StackError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        # soft_wrap: a long line stays one line (the message names paths and commands).
+        Console(stderr=True, soft_wrap=True).print(
+            f"[red]error:[/red] {escape(str(exc))}", highlight=False
+        )
         raise typer.Exit(1) from None
     console.print(_table(statuses))
 

@@ -6,6 +6,7 @@ Nothing here starts a process, so all of it is unit-testable without servers.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import shutil
 import uuid
@@ -110,6 +111,62 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class ClassArchive:
+    """A class-data-sharing archive of a server's JVM (JDK 17 dynamic AppCDS).
+
+    Loading Neo4j's classes from the archive instead of 200 jars cuts its start by a third.
+    The first run dumps the archive when it exits (to ``dump_to``, a name of its own so that
+    concurrent stacks never write one file); ``down`` then publishes it under ``path`` for
+    later runs. The JVM checks the archive against the class path and ignores a stale one.
+    """
+
+    path: Path
+    dump_to: Path | None = None
+
+    def jvm_flags(self) -> tuple[str, ...]:
+        if self.dump_to is not None:
+            # The dump warns about every class it skips (hundreds of lines): errors only.
+            return (f"-XX:ArchiveClassesAtExit={self.dump_to}", "-Xlog:cds*=error")
+        return (f"-XX:SharedArchiveFile={self.path}",)
+
+
+def class_archive(lib: Path, name: str, java: str) -> ClassArchive | None:
+    """The archive for the jars of ``lib/<name>`` and this JDK; None if it cannot be written.
+
+    Kept next to the jars (``<lib>/cds``), so that stacks in temporary folders share it; the
+    name carries a digest of the JDK and the jars, so new jars or a new JDK get a new archive.
+    """
+    folder = lib / "cds"
+    digest = hashlib.sha256()
+    try:
+        for item in (Path(java).resolve(), *sorted((lib / name).glob("*.jar"))):
+            stat = item.stat()
+            digest.update(f"{item}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        folder.mkdir(exist_ok=True)
+    except OSError:
+        return None  # the archive only saves time: never fail a start over it
+    if not os.access(folder, os.W_OK):
+        return None
+    path = folder / f"{name}-{digest.hexdigest()[:16]}.jsa"
+    if path.is_file() and path.stat().st_size > 0:
+        return ClassArchive(path)
+    return ClassArchive(path, dump_to=folder / f"{path.stem}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def publish_class_archive(archive: Path, dump: Path, complete: bool) -> None:
+    """Install an archive dumped by a JVM that has exited; drop it if the JVM did not exit
+    cleanly (it dumps at exit, so a killed one leaves a partial file or none)."""
+    if complete and dump.is_file() and dump.stat().st_size > 0:
+        os.replace(dump, archive)  # atomic; a JVM mapping the old file keeps its copy
+        server = archive.name.split("-", 1)[0]
+        for stale in archive.parent.glob(f"{server}-*.jsa"):
+            if stale != archive:
+                stale.unlink(missing_ok=True)
+    else:
+        dump.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
 class StackPaths:
     """Layout of a stack folder: generated configs, data, logs and pid files."""
 
@@ -160,6 +217,7 @@ class ServerSpec:
     """Line the server prints once it is ready; probes wait for it so they do not fail auth."""
     detail_log: Path | None = None
     """The server's own, fuller log, named in errors when ``log_file`` says little."""
+    class_archive: ClassArchive | None = None
 
     @property
     def address(self) -> str:
@@ -240,7 +298,9 @@ def redis_config(settings: Settings, paths: StackPaths) -> str:
     return "\n".join(lines) + "\n"
 
 
-def kafka_spec(settings: Settings, paths: StackPaths, lib: Path, java: str) -> ServerSpec:
+def kafka_spec(
+    settings: Settings, paths: StackPaths, lib: Path, java: str, use_class_archive: bool = True
+) -> ServerSpec:
     props_file = paths.conf / "kafka.properties"
     log_dir = paths.data / "kafka"
     jvm = (
@@ -252,10 +312,13 @@ def kafka_spec(settings: Settings, paths: StackPaths, lib: Path, java: str) -> S
         "-cp",
         f"{lib / 'kafka'}/*",  # java expands the wildcard itself
     )
+    archive = class_archive(lib, "kafka", java) if use_class_archive else None
+    archive_flags = archive.jvm_flags() if archive is not None else ()
     return ServerSpec(
         name="kafka",
         endpoints=server_endpoints(settings)["kafka"],
-        argv=(*jvm, "kafka.Kafka", str(props_file)),
+        argv=(jvm[0], *archive_flags, *jvm[1:], "kafka.Kafka", str(props_file)),
+        class_archive=archive,
         log_file=paths.log("kafka"),
         files={props_file: render_properties(kafka_properties(settings, paths))},
         dirs=(log_dir,),
@@ -274,15 +337,20 @@ def kafka_spec(settings: Settings, paths: StackPaths, lib: Path, java: str) -> S
     )
 
 
-def neo4j_spec(settings: Settings, paths: StackPaths, lib: Path, java: str) -> ServerSpec:
+def neo4j_spec(
+    settings: Settings, paths: StackPaths, lib: Path, java: str, use_class_archive: bool = True
+) -> ServerSpec:
     if len(settings.neo4j_password) < 8:
         raise StackError("neo4j_password must have at least 8 characters (a Neo4j 5 rule)")
     debug_logs = paths.logs / "neo4j-debug"
+    archive = class_archive(lib, "neo4j", java) if use_class_archive else None
     return ServerSpec(
         name="neo4j",
         endpoints=server_endpoints(settings)["neo4j"],
+        class_archive=archive,
         argv=(
             java,
+            *(archive.jvm_flags() if archive is not None else ()),
             *NEO4J_HEAP,
             *NEO4J_JVM_FLAGS,
             "-cp",

@@ -23,6 +23,7 @@ from autoglm.stack.config import (
     find_redis_server,
     kafka_spec,
     neo4j_spec,
+    publish_class_archive,
     redis_spec,
     server_endpoints,
 )
@@ -101,7 +102,7 @@ class LocalStack:
             except BaseException:
                 # All or nothing: stop what this call started, so a failed `up` leaves the
                 # stack as it found it.
-                self._stop(started)
+                self._stop(started, keep_class_archives=False)
                 raise
 
     def status(self) -> list[ServerStatus]:
@@ -116,7 +117,9 @@ class LocalStack:
         """
         with self._lock():
             records = {name: running_record(self.paths.pid_file(name)) for name in SERVERS}
-            outcome = self._stop({n: r for n, r in records.items() if r is not None})
+            outcome = self._stop(
+                {n: r for n, r in records.items() if r is not None}, keep_class_archives=True
+            )
             statuses = []
             for name in SERVERS:
                 record = records[name]
@@ -127,7 +130,9 @@ class LocalStack:
                     statuses.append(ServerStatus(name, address, None, "foreign", held))
                 elif record is not None:
                     statuses.append(
-                        ServerStatus(name, address, None, "stopped", outcome[record.pid])
+                        ServerStatus(
+                            name, address, None, "stopped", outcome.get(record.pid, "exited")
+                        )
                     )
                 else:
                     statuses.append(ServerStatus(name, address, None, "stopped", "not running"))
@@ -170,9 +175,18 @@ class LocalStack:
                 )
         return None
 
-    def _stop(self, records: dict[str, PidRecord]) -> dict[int, str]:
+    def _stop(self, records: dict[str, PidRecord], keep_class_archives: bool) -> dict[int, str]:
+        """Stop the processes; keep the class archives they dump only when asked to: a server
+        that never got ready loaded too few classes for its archive to be worth keeping."""
         outcome = terminate([r.process for r in records.values()], STOP_GRACE_S)
-        for name in records:
+        for name, record in records.items():
+            if record.class_archive is not None and record.class_archive_dump is not None:
+                clean = outcome.get(record.pid, "").startswith("stopped")
+                publish_class_archive(
+                    Path(record.class_archive),
+                    Path(record.class_archive_dump),
+                    complete=clean and keep_class_archives,
+                )
             remove_pid_file(self.paths.pid_file(name))
         return outcome
 

@@ -51,6 +51,9 @@ class PidRecord:
     started_at: float
     log_offset: int
     """Size of the log file when the process started: its output of this run starts there."""
+    class_archive: str | None = None
+    class_archive_dump: str | None = None
+    """Where the process dumps its class archive at exit (see ``config.ClassArchive``)."""
 
     @property
     def process(self) -> ProcessId:
@@ -145,6 +148,9 @@ def running_record(path: Path) -> PidRecord | None:
     record = read_pid_file(path)
     if record is not None and is_alive(record.process):
         return record
+    if record is not None and record.class_archive_dump is not None:
+        # It ended without `down`: its archive, if any, cannot be trusted.
+        Path(record.class_archive_dump).unlink(missing_ok=True)
     if path.exists():
         remove_pid_file(path)
     return None
@@ -295,6 +301,7 @@ def launch(spec: ServerSpec, pid_file: Path, cwd: Path) -> PidRecord:
             start_new_session=True,  # no SIGINT/SIGHUP from our terminal; survives our exit
         )
     _children[child.pid] = child
+    archive = spec.class_archive
     _exit_codes.pop(child.pid, None)  # a reused pid: forget the exit of its predecessor
     identity = process_id(child.pid)
     # The child may die before we look; a start time of -1 never matches, so it reads as dead.
@@ -306,6 +313,8 @@ def launch(spec: ServerSpec, pid_file: Path, cwd: Path) -> PidRecord:
         argv0=spec.argv[0],
         started_at=time.time(),
         log_offset=offset,
+        class_archive=str(archive.path) if archive is not None else None,
+        class_archive_dump=str(archive.dump_to) if archive and archive.dump_to else None,
     )
     write_pid_file(pid_file, record)
     return record
