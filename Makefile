@@ -82,4 +82,4 @@ demo: services-up  ## set up, start everything, ingest a sample KB, ask sample q
 clean:  ## stop everything and remove the local stack's data (keeps downloads)
 	-$(VENV)/bin/autoglm services stop
 	-$(VENV)/bin/autoglm stack down
-	rm -rf $(STACK)/data $(STACK)/logs $(STACK)/run
+	rm -rf $(STACK)/data $(STACK)/logs $(STACK)/run $(STACK)/conf $(STACK)/test
