@@ -173,6 +173,14 @@ class ServiceRuntime:
         return register
 
     async def _handle(self, route: _Route[Any], body: bytes, message: KafkaMessage) -> None:
+        # Log records carry the request id while this message is handled, and only then.
+        token = request_id_var.set("")
+        try:
+            await self._handle_message(route, body, message)
+        finally:
+            request_id_var.reset(token)
+
+    async def _handle_message(self, route: _Route[Any], body: bytes, message: KafkaMessage) -> None:
         record = message.raw_message
         headers = {k: v for k, v in message.headers.items() if isinstance(v, str)}
         position = (route.topic, getattr(record, "partition", -1), getattr(record, "offset", -1))

@@ -21,6 +21,7 @@ from autoglm.contracts import DeadLetter, to_json_dict
 from autoglm.settings import PROJECT_ROOT, Settings
 from autoglm.stack.cli import stack_app
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -153,7 +154,7 @@ def demo(
         print_result(reply, out)
         gold = set(row[1].split("|")) if len(row) > 1 else set()
         if gold:
-            out.print(f"   [dim]expected: {', '.join(sorted(gold))}[/dim]")
+            out.print(f"   [dim]expected: {escape(', '.join(sorted(gold)))}[/dim]")
             top = (
                 reply.answers[0].name if not isinstance(reply, DeadLetter) and reply.answers else ""
             )

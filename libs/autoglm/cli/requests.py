@@ -22,6 +22,7 @@ from autoglm.contracts import (
 )
 from autoglm.settings import Settings
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 err = Console(stderr=True)
@@ -138,22 +139,24 @@ async def ask(
 
 
 def print_result(reply: Result | DeadLetter, console: Console) -> None:
+    # Questions and names contain [brackets]: never let rich read them as markup.
     if isinstance(reply, DeadLetter):
-        console.print(f"[red]rejected by {reply.service}[/red]: {reply.reason}")
+        console.print(f"[red]rejected by {reply.service}[/red]: {escape(reply.reason)}")
         return
-    console.print(f"[bold]Q:[/bold] {reply.question}")
+    console.print(f"[bold]Q:[/bold] {escape(reply.question)}")
     if reply.status != ResultStatus.RESULT_STATUS_OK:
-        console.print(f"   [yellow]{ResultStatus.Name(reply.status)}[/yellow]: {reply.error}")
+        status = ResultStatus.Name(reply.status)
+        console.print(f"   [yellow]{status}[/yellow]: {escape(reply.error)}")
         return
-    names = ", ".join(a.name for a in reply.answers)
+    answers = ", ".join(f"{escape(a.name)} ({a.probability:.2f})" for a in reply.answers)
     console.print(
-        f"   [green]A:[/green] {names}   (confidence {reply.confidence:.2f}, "
-        f"model {reply.model_version}, graph v{reply.graph_version})"
+        f"   [green]A:[/green] {answers}   [dim]confidence {reply.confidence:.2f}, "
+        f"model {reply.model_version}, graph v{reply.graph_version}[/dim]"
     )
     if reply.reasoning_path:
         path = " ; ".join(
             f"{e.source_name} -[{e.relation}]-> {e.target_name}" for e in reply.reasoning_path
         )
-        console.print(f"   path: {path}")
+        console.print(f"   path: {escape(path)}")
     timings = ", ".join(f"{t.service} {t.milliseconds:.0f} ms" for t in reply.timings)
     console.print(f"   [dim]{timings}[/dim]")
