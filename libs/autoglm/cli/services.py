@@ -1,17 +1,29 @@
-"""Run the four services as background processes for `make demo` and the end-to-end tests."""
+"""Run the four services as background processes for `make demo` and the end-to-end tests.
+
+Processes are launched, identified and stopped with the local stack's process helpers
+(``autoglm.stack.procs``): a pid file names one process for good, so ``stop`` never signals a
+process it did not start.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from autoglm.settings import PROJECT_ROOT, Settings
+from autoglm.stack.config import ServerSpec
+from autoglm.stack.procs import (
+    exit_code,
+    launch,
+    log_contains,
+    log_tail,
+    running_record,
+    terminate,
+)
 
 SERVICES = {
     "parser": "services.parser",
@@ -37,103 +49,74 @@ class ServiceManager:
         self.settings = settings
         self.run_dir = settings.stack_dir / "run" / "services"
         self.log_dir = settings.stack_dir / "logs" / "services"
-        self.env = env
+        self.env = env or {}
 
     def _pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
 
-    def _pid(self, name: str) -> int | None:
-        pid_file = self._pid_file(name)
-        if not pid_file.is_file():
-            return None
-        pid = int(pid_file.read_text().split()[0])
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            return None
-        # A recycled pid belongs to someone else: only our module invocation counts.
-        return pid if SERVICES[name] in cmdline else None
+    def _spec(self, name: str) -> ServerSpec:
+        if name not in SERVICES:
+            raise KeyError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
+        return ServerSpec(
+            name=name,
+            endpoints=(),
+            argv=(sys.executable, "-m", SERVICES[name]),
+            log_file=self.log_dir / f"{name}.log",
+            env=self.env,
+        )
 
     def status(self) -> list[ServiceProcess]:
-        return [
-            ServiceProcess(
-                name, self._pid(name), self._pid(name) is not None, self.log_dir / f"{name}.log"
+        statuses = []
+        for name in SERVICES:
+            record = running_record(self._pid_file(name))
+            statuses.append(
+                ServiceProcess(
+                    name,
+                    record.pid if record else None,
+                    record is not None,
+                    self.log_dir / f"{name}.log",
+                )
             )
-            for name in SERVICES
-        ]
+        return statuses
 
     def start(
         self, names: list[str] | None = None, timeout_s: float = 180.0
     ) -> list[ServiceProcess]:
+        """Start the services not running yet; return when each has joined its topics."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        started: dict[str, tuple[subprocess.Popen[bytes], Path, int]] = {}
+        launched = []
         for name in names or list(SERVICES):
-            if self._pid(name) is not None:
-                continue
-            log = self.log_dir / f"{name}.log"
-            offset = log.stat().st_size if log.exists() else 0
-            with log.open("ab") as handle:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", SERVICES[name]],
-                    cwd=PROJECT_ROOT,
-                    stdout=handle,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, **(self.env or {})},
-                    start_new_session=True,
-                )
-            self._pid_file(name).write_text(str(process.pid))
-            started[name] = (process, log, offset)
+            spec = self._spec(name)
+            if running_record(self._pid_file(name)) is None:
+                launched.append((spec, launch(spec, self._pid_file(name), PROJECT_ROOT)))
         deadline = time.monotonic() + timeout_s
-        for name, (process, log, offset) in started.items():
-            while True:
-                with log.open("rb") as handle:
-                    handle.seek(offset)
-                    if READY_MARKER.encode() in handle.read():
-                        break
-                if process.poll() is not None:
-                    tail = log.read_text(errors="replace").splitlines()[-15:]
+        for spec, record in launched:
+            while not log_contains(spec.log_file, record.log_offset, READY_MARKER):
+                code = exit_code(record.pid)
+                if code is not None:
+                    tail = "\n".join(log_tail(spec.log_file, record.log_offset, 15))
                     raise RuntimeError(
-                        f"service {name} exited with {process.returncode}; see {log}:\n"
-                        + "\n".join(tail)
+                        f"service {spec.name} exited with {code}; see {spec.log_file}:\n{tail}"
                     )
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"service {name} not ready after {timeout_s:.0f}s; see {log}"
+                        f"service {spec.name} not ready after {timeout_s:.0f}s; see {spec.log_file}"
                     )
                 time.sleep(0.2)
         return self.status()
 
-    def stop(
-        self,
-        names: list[str] | None = None,
-        grace_s: float = 20.0,
-        sig: signal.Signals = signal.SIGTERM,
-    ) -> list[ServiceProcess]:
+    def stop(self, names: list[str] | None = None, grace_s: float = 20.0) -> list[ServiceProcess]:
+        """SIGTERM (in-flight messages finish and are committed), SIGKILL after ``grace_s``."""
+        records = [running_record(self._pid_file(name)) for name in names or list(SERVICES)]
+        terminate([r.process for r in records if r is not None], grace_s)
         for name in names or list(SERVICES):
-            pid = self._pid(name)
-            if pid is None:
-                self._pid_file(name).unlink(missing_ok=True)
-                continue
-            os.kill(pid, sig)
-            deadline = time.monotonic() + grace_s
-            while self._alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if self._alive(pid):
-                os.kill(pid, signal.SIGKILL)
             self._pid_file(name).unlink(missing_ok=True)
         return self.status()
 
     def kill(self, name: str) -> None:
         """SIGKILL a service: no graceful shutdown, in-flight work is cut off (fault tests)."""
-        self.stop([name], grace_s=0.0, sig=signal.SIGKILL)
-
-    @staticmethod
-    def _alive(pid: int) -> bool:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-        except OSError:
-            return False
-        return state != "Z"
+        record = running_record(self._pid_file(name))
+        if record is not None:
+            os.kill(record.pid, signal.SIGKILL)
+            terminate([record.process], grace_s=0.0)  # waits until it is gone
+        self._pid_file(name).unlink(missing_ok=True)
