@@ -5,7 +5,9 @@ The session fixture ``stack_settings`` finds servers in this order, and never sk
    ``AUTOGLM_*`` host/port/password variables);
 2. testcontainers, when a Docker engine answers;
 3. otherwise the local stack, through the same code as ``autoglm stack up``, on test ports and a
-   data folder of its own (``.stack/test``) so a developer's stack is left alone.
+   data folder of its own (``.stack/test``) so a developer's stack is left alone. Two test runs at
+   once need their own ports and folder: ``AUTOGLM_TEST_{KAFKA,KAFKA_CONTROLLER,NEO4J,REDIS}_PORT``
+   and ``AUTOGLM_TEST_STACK_DIR``.
 Every test session uses its own topic prefix, so runs never see each other's messages.
 """
 
@@ -15,6 +17,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,7 +50,7 @@ def _local_stack(prefix: str) -> Iterator[Settings]:
         neo4j_port=int(os.environ.get("AUTOGLM_TEST_NEO4J_PORT", 17687)),
         neo4j_password=TEST_PASSWORD,
         redis_port=int(os.environ.get("AUTOGLM_TEST_REDIS_PORT", 16379)),
-        stack_dir=PROJECT_ROOT / ".stack" / "test",
+        stack_dir=Path(os.environ.get("AUTOGLM_TEST_STACK_DIR", PROJECT_ROOT / ".stack" / "test")),
         topic_prefix=prefix,
         consumer_group_prefix=prefix,
     )

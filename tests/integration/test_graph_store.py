@@ -63,7 +63,7 @@ async def test_linking_reports_instead_of_guessing(graph_store):
     linker = EntityLinker(graph_store)
     bracket = Mention(text="jaws", key="jaws", source="bracket")
     report = await linker.link([bracket])
-    assert [(a.key, a.name) for a in report.anchors] == [("jaws", "Jaws")]
+    assert [(a.key, a.name) for a in report.anchors] == [("Jaws", "Jaws")]
     missing = Mention(text="Alien", key="alien", source="bracket")
     report = await linker.link([missing])
     assert not report.anchors and list(report.unlinked_mentions) == ["Alien"]
@@ -77,7 +77,7 @@ async def test_retrieval_is_bounded_and_directed(graph_store):
     await graph_store.write_document(_document("doc-1", JAWS))
     retriever = SubgraphRetriever(graph_store)
     one_hop = await retriever.retrieve(
-        ["jaws"], RetrievalCaps(hops=1, max_nodes=100, max_edges=100)
+        ["Jaws"], RetrievalCaps(hops=1, max_nodes=100, max_edges=100)
     )
     names = [n.name for n in one_hop.nodes]
     assert names[0] == "Jaws" and list(one_hop.anchor_indices) == [0]
@@ -90,8 +90,8 @@ async def test_retrieval_is_bounded_and_directed(graph_store):
     }
     assert edges == set(JAWS[:3])
     two_hop = await retriever.retrieve(
-        ["jaws"], RetrievalCaps(hops=2, max_nodes=100, max_edges=100)
+        ["Jaws"], RetrievalCaps(hops=2, max_nodes=100, max_edges=100)
     )
     assert "Jurassic Park" in {n.name for n in two_hop.nodes} and not two_hop.truncated
-    capped = await retriever.retrieve(["jaws"], RetrievalCaps(hops=2, max_nodes=3, max_edges=100))
+    capped = await retriever.retrieve(["Jaws"], RetrievalCaps(hops=2, max_nodes=3, max_edges=100))
     assert len(capped.nodes) == 3 and capped.truncated

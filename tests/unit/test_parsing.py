@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 from autoglm.contracts import Document, DocumentFormat, Question
 from autoglm.errors import BadInputError
-from autoglm.nlp import normalize_key, parse_kb_lines, strip_brackets
+from autoglm.nlp import lookup_key, normalize_key, parse_kb_lines, strip_brackets
 from autoglm.nlp.messages import parse_document, parse_questions
 from autoglm.settings import Settings
 
 
 def test_normalize_key():
-    assert normalize_key("  The   Matrix ") == "the matrix"
-    assert normalize_key("Ｆｕｌｌwidth") == "fullwidth"
+    assert normalize_key("  The   Matrix ") == "The Matrix"
+    assert normalize_key("Ｆｕｌｌwidth") == "Fullwidth"
+    assert lookup_key("  The   Matrix ") == "the matrix"
 
 
 def test_bracketed_mention_first_with_offsets_in_plain_text(text_parser):
@@ -23,7 +24,7 @@ def test_bracketed_mention_first_with_offsets_in_plain_text(text_parser):
     )
     assert parsed.normalized_text == "what movies did Ginger Rogers act in"
     first = parsed.mentions[0]
-    assert (first.text, first.source, first.key) == ("Ginger Rogers", "bracket", "ginger rogers")
+    assert (first.text, first.source, first.key) == ("Ginger Rogers", "bracket", "Ginger Rogers")
     assert parsed.normalized_text[first.start_char : first.end_char] == "Ginger Rogers"
     assert parsed.timings[0].service == "parser"
 

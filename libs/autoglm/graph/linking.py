@@ -7,10 +7,14 @@ from collections.abc import Sequence
 
 from autoglm.contracts import LinkedEntity, LinkingReport, Mention
 from autoglm.graph.store import GraphStore
+from autoglm.nlp.keys import lookup_key
 
 _LUCENE_SPECIAL = re.compile(r'([+\-!(){}\[\]^"~*?:\\/]|&&|\|\|)')
 
-_EXACT = "MATCH (e:Entity) WHERE e.key IN $keys RETURN e.key AS key, e.name AS name"
+_EXACT = """
+MATCH (e:Entity) WHERE e.lookup IN $lookups
+RETURN e.key AS key, e.name AS name, e.lookup AS lookup
+"""
 _FULLTEXT = """
 CALL db.index.fulltext.queryNodes('entity_names', $query, {limit: $limit})
 YIELD node, score
@@ -35,19 +39,25 @@ class EntityLinker:
         report = LinkingReport()
         if not mentions:
             return report
-        keys = sorted({m.key for m in mentions if m.key})
-        exact = {r["key"]: r["name"] for r in await self.store.run_read(_EXACT, keys=keys)}
+        lookups = sorted({lookup_key(m.text) for m in mentions if m.text.strip()})
+        by_lookup: dict[str, list[tuple[str, str]]] = {}
+        for row in await self.store.run_read(_EXACT, lookups=lookups):
+            by_lookup.setdefault(row["lookup"], []).append((row["key"], row["name"]))
         brackets = [m for m in mentions if m.source == "bracket"]
         # A bracketed mention is the user's explicit choice: it alone decides the anchors.
         candidates = brackets or list(mentions)
         for mention in candidates:
-            if mention.key in exact:
+            matches = by_lookup.get(lookup_key(mention.text), [])
+            exact = [m for m in matches if m[0] == mention.key]
+            # The exact spelling wins; otherwise every case variant is the same name to a reader
+            # ("Clint Eastwood" the actor, "clint eastwood" the tag) and all become anchors.
+            for key, name in exact or matches:
                 report.anchors.append(
-                    LinkedEntity(
-                        mention=mention.text, key=mention.key, name=exact[mention.key], score=1.0
-                    )
+                    LinkedEntity(mention=mention.text, key=key, name=name, score=1.0)
                 )
-            elif mention.source == "bracket":
+            if matches:
+                continue
+            if mention.source == "bracket":
                 report.unlinked_mentions.append(mention.text)
             else:
                 await self._link_fulltext(mention, report)

@@ -32,13 +32,14 @@ SCHEMA_STATEMENTS = (
     "CREATE CONSTRAINT document_id IF NOT EXISTS FOR (d:Document) REQUIRE d.id IS UNIQUE",
     "CREATE CONSTRAINT graph_meta_id IF NOT EXISTS FOR (m:GraphMeta) REQUIRE m.id IS UNIQUE",
     "CREATE FULLTEXT INDEX entity_names IF NOT EXISTS FOR (e:Entity) ON EACH [e.name]",
+    "CREATE INDEX entity_lookup IF NOT EXISTS FOR (e:Entity) ON (e.lookup)",
     "CREATE INDEX rel_type IF NOT EXISTS FOR ()-[r:REL]-() ON (r.type)",
 )
 
 _WRITE_ENTITIES = """
 UNWIND $entities AS e
 MERGE (n:Entity {key: e.key})
-ON CREATE SET n.name = e.name, n.label = e.label
+ON CREATE SET n.name = e.name, n.label = e.label, n.lookup = e.lookup
 """
 
 _WRITE_TRIPLES = """
@@ -183,7 +184,7 @@ def _entity_rows(document: ParsedDocument) -> list[dict[str, str]]:
         for name, label in names:
             key = normalize_key(name)
             if key and key not in rows:
-                rows[key] = {"key": key, "name": name.strip(), "label": label}
+                rows[key] = {"key": key, "name": key, "label": label, "lookup": key.casefold()}
 
     add((m.text, m.label) for m in document.entities)
     for t in document.triples:

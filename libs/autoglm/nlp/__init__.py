@@ -1,6 +1,6 @@
 """Text understanding: spaCy parsing of documents and questions, and structured KB lines."""
 
-from autoglm.nlp.keys import normalize_key
+from autoglm.nlp.keys import lookup_key, normalize_key
 from autoglm.nlp.parsing import (
     BRACKET_PATTERN,
     TextParser,
@@ -8,4 +8,4 @@ from autoglm.nlp.parsing import (
     strip_brackets,
 )
 
-__all__ = ["BRACKET_PATTERN", "TextParser", "normalize_key", "parse_kb_lines", "strip_brackets"]
+__all__ = ["BRACKET_PATTERN", "TextParser", "lookup_key", "normalize_key", "parse_kb_lines", "strip_brackets"]
