@@ -115,4 +115,3 @@ def _has_value(message: Message, dotted: str) -> bool:
     if isinstance(target, str):
         return bool(target.strip())
     return bool(target) if not isinstance(target, Message) else True
-

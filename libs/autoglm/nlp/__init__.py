@@ -8,4 +8,11 @@ from autoglm.nlp.parsing import (
     strip_brackets,
 )
 
-__all__ = ["BRACKET_PATTERN", "TextParser", "lookup_key", "normalize_key", "parse_kb_lines", "strip_brackets"]
+__all__ = [
+    "BRACKET_PATTERN",
+    "TextParser",
+    "lookup_key",
+    "normalize_key",
+    "parse_kb_lines",
+    "strip_brackets",
+]
