@@ -47,7 +47,7 @@ async def test_question_is_parsed_in_the_encoding_it_came_in(service, content_ty
     assert out_headers["content-type"] == content_type
     parsed = decode(ParsedQuestion, out_body, out_headers)
     assert parsed.request_id == unique
-    assert parsed.mentions[0].key == "jaws"
+    assert parsed.mentions[0].key == "Jaws"
     assert "traceparent" in out_headers  # W3C context travels in the headers
     assert not captured["dead"]
 
