@@ -9,9 +9,7 @@ from autoglm.bus import topics
 from autoglm.bus.idempotency import IdempotencyStore
 from autoglm.bus.service import HandlerContext, Outgoing, ServiceRuntime
 from autoglm.contracts import SCHEMA_VERSION, GraphCommit, ParsedDocument, ParsedQuestion
-from autoglm.graph.linking import EntityLinker
-from autoglm.graph.questions import prepare_reasoning_input
-from autoglm.graph.retrieval import SubgraphRetriever
+from autoglm.graph.questions import QuestionGrounder
 from autoglm.graph.store import GraphStore
 from autoglm.settings import Settings
 
@@ -28,10 +26,11 @@ def build(
     settings = settings or GraphBuilderSettings()
     runtime = ServiceRuntime(SERVICE, settings, idempotency=idempotency)
     store = GraphStore.connect(settings)
-    linker = EntityLinker(store)
-    retriever = SubgraphRetriever(store)
+    grounder = QuestionGrounder(store, settings)
     runtime.on_startup(store.ensure_schema)
+    runtime.on_startup(grounder.start)
     runtime.on_shutdown(store.close)
+    runtime.on_shutdown(grounder.close)
 
     @runtime.consume(
         topics.PARSED_DOCUMENTS, ParsedDocument, required=("request_id", "document_id")
@@ -51,9 +50,7 @@ def build(
 
     @runtime.consume(topics.PARSED_QUESTIONS, ParsedQuestion, required=("request_id", "question"))
     async def on_question(question: ParsedQuestion, ctx: HandlerContext) -> list[Outgoing]:
-        reasoning_input = await prepare_reasoning_input(
-            question, store, linker, retriever, settings
-        )
+        reasoning_input = await grounder.ground(question)
         return [Outgoing(topics.REASONING_INPUTS, reasoning_input, key=question.request_id)]
 
     return runtime

@@ -17,6 +17,27 @@ from autoglm.graph.store import GraphStore
 from autoglm.settings import Settings
 
 
+class QuestionGrounder:
+    """Links a parsed question to the graph and retrieves its subgraph (graph-builder core)."""
+
+    def __init__(self, store: GraphStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.linker = EntityLinker(store)
+        self.retriever = SubgraphRetriever(store)
+
+    async def start(self) -> None:
+        """Load what grounding needs (called once at service start-up)."""
+
+    async def close(self) -> None:
+        """Release what ``start`` acquired."""
+
+    async def ground(self, question: ParsedQuestion) -> ReasoningInput:
+        return await prepare_reasoning_input(
+            question, self.store, self.linker, self.retriever, self.settings
+        )
+
+
 async def prepare_reasoning_input(
     question: ParsedQuestion,
     store: GraphStore,
