@@ -83,10 +83,8 @@ class QuestionConditionedGAT(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for layer in self.layers:
-            layer.reset_parameters()
-        for norm in self.norms:
-            norm.reset_parameters()
+        for module in (*self.layers, *self.norms):
+            module.reset_parameters()
 
     def forward(
         self, x: Tensor, edge_index: Tensor, edge_relation: Tensor, edge_instruction: Tensor
