@@ -127,7 +127,8 @@ def is_validation(question: str, fraction: float) -> bool:
 def split_dev(
     examples: Iterable[QAExample], validation_fraction: float
 ) -> tuple[list[QAExample], list[QAExample]]:
-    train, validation = [], []
+    train: list[QAExample] = []
+    validation: list[QAExample] = []
     for example in examples:
         (validation if is_validation(example.question, validation_fraction) else train).append(
             example
