@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+
 from autoglm.bus.idempotency import IdempotencyStore, RedisIdempotencyStore
 from autoglm.bus.service import ServiceRuntime
 from autoglm.logs import setup_logging

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from autoglm.settings import PROJECT_ROOT, Settings
 
 TEST_PASSWORD = "autoglm-test-secret"

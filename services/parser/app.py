@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from autoglm.bus import topics
 from autoglm.bus.idempotency import IdempotencyStore
 from autoglm.bus.service import HandlerContext, Outgoing, ServiceRuntime
@@ -9,7 +11,6 @@ from autoglm.contracts import Document, Question
 from autoglm.nlp.messages import parse_document, parse_questions
 from autoglm.nlp.parsing import TextParser
 from autoglm.settings import Settings
-from pydantic import Field
 
 SERVICE = "parser"
 

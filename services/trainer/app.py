@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+from pydantic import Field
+from redis.exceptions import RedisError
+
 from autoglm.bus import topics
 from autoglm.bus.idempotency import IdempotencyStore
 from autoglm.bus.service import HandlerContext, Outgoing, ServiceRuntime
@@ -10,8 +13,6 @@ from autoglm.contracts import Feedback, Result
 from autoglm.errors import TransientError
 from autoglm.settings import Settings
 from autoglm.training.examples import feedback_example, pseudo_label
-from pydantic import Field
-from redis.exceptions import RedisError
 
 SERVICE = "trainer"
 

@@ -10,12 +10,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from autoglm.bus.client import PipelineClient
 from autoglm.cli.requests import kb_documents
 from autoglm.cli.services import ServiceManager
 from autoglm.contracts import GraphCommit
 from autoglm.settings import PROJECT_ROOT, Settings
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+
 from autoglm.bus import topics
 from autoglm.bus.client import PipelineClient, new_request_id
 from autoglm.contracts import (

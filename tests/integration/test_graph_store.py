@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from autoglm.contracts import Mention, ParsedDocument, Triple
 from autoglm.graph.linking import EntityLinker
 from autoglm.graph.retrieval import RetrievalCaps, SubgraphRetriever

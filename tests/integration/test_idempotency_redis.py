@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import redis.asyncio as aioredis
+
 from autoglm.bus.idempotency import RedisIdempotencyStore
 
 pytestmark = pytest.mark.integration

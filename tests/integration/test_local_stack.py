@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from neo4j import GraphDatabase
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from autoglm.settings import Settings
 from autoglm.stack import LocalStack, ServerStatus, StackError, ensure_jars
 from autoglm.stack.config import Endpoint, find_java, find_redis_server, server_endpoints
 from autoglm.stack.procs import port_in_use
-from neo4j import GraphDatabase
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 pytestmark = pytest.mark.integration
 

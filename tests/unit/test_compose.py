@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import yaml
+
 from autoglm.settings import PROJECT_ROOT, Settings
 
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())

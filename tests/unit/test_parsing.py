@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from autoglm.contracts import Document, DocumentFormat, Question
 from autoglm.errors import BadInputError
 from autoglm.nlp import lookup_key, normalize_key, parse_kb_lines, strip_brackets

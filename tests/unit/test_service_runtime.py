@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from autoglm.bus import topics
-from autoglm.bus.idempotency import MemoryIdempotencyStore
-from autoglm.contracts import JSON, PROTOBUF, DeadLetter, ParsedQuestion, Question, decode, encode
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from autoglm.bus import topics
+from autoglm.bus.idempotency import MemoryIdempotencyStore
+from autoglm.contracts import JSON, PROTOBUF, DeadLetter, ParsedQuestion, Question, decode, encode
 from services.parser.app import ParserSettings, build
 
 

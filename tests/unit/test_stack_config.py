@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from autoglm.settings import Settings
 from autoglm.stack import LocalStack, MissingJarsError, StackError, default_lib_dir, ensure_jars
 from autoglm.stack.config import (

@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
 from autoglm.cli.requests import (
     IngestSummary,
     ask,
@@ -20,9 +24,6 @@ from autoglm.cli.services import ServiceManager
 from autoglm.contracts import DeadLetter, to_json_dict
 from autoglm.settings import PROJECT_ROOT, Settings
 from autoglm.stack.cli import stack_app
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 app = typer.Typer(
     help="Open-AutoGLM: knowledge-graph question answering over Kafka.", no_args_is_help=True

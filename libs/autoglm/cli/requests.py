@@ -8,6 +8,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from autoglm.bus import topics
 from autoglm.bus.client import PipelineClient, new_request_id
 from autoglm.contracts import (
@@ -21,9 +25,6 @@ from autoglm.contracts import (
     ResultStatus,
 )
 from autoglm.settings import Settings
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 err = Console(stderr=True)
 
