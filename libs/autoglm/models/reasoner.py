@@ -126,23 +126,57 @@ def graph_softmax(logits: Tensor, batch: GraphBatch) -> Tensor:
     return exp / norm[node_graph]
 
 
-def trace_path(answer: int, batch: GraphBatch, attentions: list[Tensor]) -> list[int]:
-    """The highest-attention chain of message edges that brought signal to ``answer``.
+class PathTracer:
+    """The highest-attention chain of edges linking an anchor to each node (Viterbi).
 
-    Walks the hops backwards: at hop k, follow the incoming edge of the current node with the
-    largest attention. Self-loop steps ("stay") are dropped. Returns message-edge indices in
-    anchor-to-answer order.
+    A chain's score is the product of the attention its edges got, hop by hop; self-loops
+    ("stay") let shorter chains reach the last hop. Computed once per batch for every node, then
+    backtracked per answer.
     """
-    node = answer
-    chain: list[int] = []
-    targets = batch.edge_index[1]
-    for alpha in reversed(attentions):
-        incoming = (targets == node).nonzero().flatten()
-        if incoming.numel() == 0:
-            break
-        best = int(incoming[alpha[incoming].argmax()])
-        if int(batch.edge_direction[best]) != STAY:
-            chain.append(best)
-            node = int(batch.edge_index[0, best])
-    chain.reverse()
-    return chain
+
+    def __init__(self, batch: GraphBatch, attentions: list[Tensor]) -> None:
+        self.batch = batch
+        source, target = batch.edge_index
+        num_nodes = batch.node_graph.numel()
+        score = torch.full((num_nodes,), float("-inf"))
+        score[batch.is_anchor.cpu()] = 0.0
+        self.backpointers: list[Tensor] = []
+        self.attentions = [alpha.detach().float().cpu() for alpha in attentions]
+        source, target = source.cpu(), target.cpu()
+        for alpha in self.attentions:
+            edge_score = score[source] + alpha.clamp_min(1e-12).log()
+            best = torch.full((num_nodes,), float("-inf")).scatter_reduce(
+                0, target, edge_score, reduce="amax"
+            )
+            winners = torch.where(
+                (edge_score == best[target]) & torch.isfinite(edge_score),
+                torch.arange(edge_score.numel()),
+                torch.full_like(target, edge_score.numel()),
+            )
+            pointer = torch.full((num_nodes,), edge_score.numel()).scatter_reduce(
+                0, target, winners, reduce="amin"
+            )
+            self.backpointers.append(pointer)
+            score = best
+        self.score = score
+        self.source = source
+
+    def path(self, node: int) -> list[tuple[int, float]]:
+        """(message-edge index, attention) pairs from an anchor to ``node``; [] if unreachable."""
+        if not torch.isfinite(self.score[node]):
+            return []
+        chain: list[tuple[int, float]] = []
+        for hop in reversed(range(len(self.backpointers))):
+            edge = int(self.backpointers[hop][node])
+            if edge >= self.source.numel():
+                return []
+            if int(self.batch.edge_direction[edge]) != STAY:
+                chain.append((edge, float(self.attentions[hop][edge])))
+            node = int(self.source[edge])
+        chain.reverse()
+        return chain
+
+
+def trace_path(answer: int, batch: GraphBatch, attentions: list[Tensor]) -> list[tuple[int, float]]:
+    """The highest-attention chain from an anchor to ``answer`` (see :class:`PathTracer`)."""
+    return PathTracer(batch, attentions).path(answer)

@@ -1,0 +1,150 @@
+"""The trained fusion model as inference serves it: encoder + reasoner behind ``AnswerModel``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from autoglm.contracts import Answer, PathEdge, ReasoningInput, Subgraph
+from autoglm.models.base import Prediction
+from autoglm.models.batching import GraphBatch, collate_subgraphs, relation_text
+from autoglm.models.reasoner import GraphTextReasoner, PathTracer, ReasonerConfig, graph_softmax
+from autoglm.models.text_encoder import TextEncoder
+
+ENCODER_PREFIX = "encoder."
+REASONER_PREFIX = "reasoner."
+
+
+class FusionModule(nn.Module):
+    """Text encoder and reasoner as one module, so one state dict holds a whole version."""
+
+    def __init__(self, encoder: TextEncoder, config: ReasonerConfig) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.reasoner = GraphTextReasoner(config)
+        self._relation_cache: dict[str, Tensor] = {}
+
+    def relation_states(self, relations: list[str]) -> Tensor:
+        """Pooled embeddings of relation names. Cached when the encoder is not being trained,
+        since a KB has few relation types and they recur in every batch."""
+        if self.training and any(p.requires_grad for p in self.encoder.parameters()):
+            return self.encoder([relation_text(r) for r in relations])
+        missing = [r for r in relations if r not in self._relation_cache]
+        if missing:
+            with torch.no_grad():
+                states = self.encoder([relation_text(r) for r in missing])
+            self._relation_cache.update(zip(missing, states, strict=True))
+        return torch.stack([self._relation_cache[r] for r in relations])
+
+    def clear_relation_cache(self) -> None:
+        self._relation_cache.clear()
+
+    def forward(self, questions: list[str], batch: GraphBatch) -> tuple[Tensor, list[Tensor]]:
+        tokens, mask = self.encoder.token_states(questions)
+        out = self.reasoner(tokens, mask, self.relation_states(batch.relations), batch)
+        return out.logits, out.attentions
+
+
+def weights_of(module: FusionModule, include_encoder: bool) -> dict[str, Tensor]:
+    """The tensors a registry version stores; the encoder only when it was fine-tuned."""
+    state = {f"{REASONER_PREFIX}{k}": v for k, v in module.reasoner.state_dict().items()}
+    if include_encoder:
+        state.update({f"{ENCODER_PREFIX}{k}": v for k, v in module.encoder.state_dict().items()})
+    return state
+
+
+def load_weights(module: FusionModule, weights: dict[str, Tensor]) -> None:
+    reasoner = {
+        k[len(REASONER_PREFIX) :]: v for k, v in weights.items() if k.startswith(REASONER_PREFIX)
+    }
+    module.reasoner.load_state_dict(reasoner)
+    encoder = {
+        k[len(ENCODER_PREFIX) :]: v for k, v in weights.items() if k.startswith(ENCODER_PREFIX)
+    }
+    if encoder:
+        module.encoder.load_state_dict(encoder)
+    module.clear_relation_cache()
+
+
+def config_meta(config: ReasonerConfig) -> dict[str, Any]:
+    return asdict(config)
+
+
+class FusionAnswerModel:
+    """``AnswerModel`` over a trained :class:`FusionModule`; thread-safe for inference."""
+
+    def __init__(self, version: str, module: FusionModule, temperature: float = 1.0) -> None:
+        self.version = version
+        self.module = module.eval()
+        self.temperature = temperature
+
+    @property
+    def device(self) -> torch.device:
+        return self.module.encoder.device
+
+    @torch.inference_mode()
+    def predict(self, inputs: Sequence[ReasoningInput]) -> list[Prediction]:
+        subgraphs = [item.subgraph for item in inputs]
+        batch = collate_subgraphs(subgraphs).to(self.device)
+        questions = [i.question.normalized_text or i.question.question.text for i in inputs]
+        autocast = self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits, attentions = self.module(questions, batch)
+        probabilities = graph_softmax(logits.float() / self.temperature, batch).cpu()
+        cpu_batch = batch.to(torch.device("cpu"))
+        tracer = PathTracer(cpu_batch, attentions)
+        return [
+            self._prediction(n, item, cpu_batch, probabilities, tracer)
+            for n, item in enumerate(inputs)
+        ]
+
+    def _prediction(
+        self,
+        graph: int,
+        item: ReasoningInput,
+        batch: GraphBatch,
+        probabilities: Tensor,
+        tracer: PathTracer,
+    ) -> Prediction:
+        start, end = int(batch.node_offset[graph]), int(batch.node_offset[graph + 1])
+        subgraph = item.subgraph
+        anchors = set(subgraph.anchor_indices)
+        scores = probabilities[start:end].clone()
+        if anchors and len(anchors) < end - start:
+            scores[list(anchors)] = -1.0  # MetaQA-style answers never are the topic entity
+        order = scores.argsort(descending=True)[: max(1, item.top_k)].tolist()
+        answers = []
+        for local in order:
+            if scores[local] < 0:
+                continue
+            path = [
+                _path_edge(subgraph, int(batch.edge_kb_index[edge]), weight)
+                for edge, weight in tracer.path(start + local)
+            ]
+            node = subgraph.nodes[local]
+            answers.append(
+                Answer(key=node.key, name=node.name, probability=float(scores[local]), path=path)
+            )
+        confidence = answers[0].probability if answers else 0.0
+        return Prediction(
+            answers=answers,
+            confidence=confidence,
+            reasoning_path=list(answers[0].path) if answers else [],
+        )
+
+
+def _path_edge(subgraph: Subgraph, kb_edge: int, weight: float) -> PathEdge:
+    source = subgraph.nodes[subgraph.edge_source[kb_edge]]
+    target = subgraph.nodes[subgraph.edge_target[kb_edge]]
+    return PathEdge(
+        source_key=source.key,
+        source_name=source.name,
+        relation=subgraph.relation_types[subgraph.edge_relation[kb_edge]],
+        target_key=target.key,
+        target_name=target.name,
+        weight=weight,
+    )
