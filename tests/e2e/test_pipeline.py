@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from autoglm.contracts import (
     ResultStatus,
     decode,
 )
+from autoglm.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -214,3 +216,28 @@ async def test_restart_mid_stream_answers_every_request_once(
     finally:
         await consumer.stop()
     assert {rid: counts[rid] for rid in ids} == dict.fromkeys(ids, 1)
+
+
+async def test_eval_command_prints_the_report(stack_env, sample_graph, tmp_path):
+    output = tmp_path / "eval.json"
+    proc = await asyncio.create_subprocess_exec(
+        str(PROJECT_ROOT / ".venv" / "bin" / "autoglm"),
+        "eval",
+        "--qa",
+        str(PROJECT_ROOT / "samples" / "questions.txt"),
+        "--hops",
+        "1",
+        "--output",
+        str(output),
+        env={**os.environ, **stack_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 180)
+    assert proc.returncode == 0, stderr.decode()
+    report = json.loads(stdout)
+    assert report == json.loads(output.read_text())
+    assert report["count"] == 13 and report["errors"] == 0
+    assert report["hits@1"] >= 0.6 and report["hits@5"] >= report["hits@1"]
+    assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
+    assert report["questions_per_second"] > 0

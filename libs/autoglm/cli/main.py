@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from autoglm.cli.evaluate import evaluate, read_qa_file
 from autoglm.cli.requests import (
     IngestSummary,
     ask,
@@ -161,6 +162,42 @@ def demo(
             )
             hits += top in gold
     out.rule(f"hits@1 on the sample: {hits}/{len(rows)}")
+
+
+@app.command("eval")
+def eval_command(
+    qa: Annotated[
+        Path,
+        typer.Option(
+            "--qa", exists=True, dir_okay=False, help="QA file: question<TAB>answer|answer"
+        ),
+    ],
+    limit: Annotated[int | None, typer.Option(min=1, help="First N questions only.")] = None,
+    no_brackets: Annotated[
+        bool, typer.Option("--no-brackets", help="Remove [topic] marks: test linking.")
+    ] = False,
+    hops: Annotated[int, typer.Option(min=0, max=3, help="0: service default.")] = 0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Questions in flight.")] = 64,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for one answer.")] = 120.0,
+    output: Annotated[Path | None, typer.Option(help="Also write the JSON here.")] = None,
+) -> None:
+    """Push a QA file through the pipeline via Kafka; print hits@1/5, errors, throughput and
+    latency percentiles as JSON (progress on stderr)."""
+    try:
+        items = read_qa_file(qa, limit, no_brackets)
+    except ValueError as exc:
+        _fail(str(exc))
+    report = asyncio.run(
+        evaluate(
+            Settings(), items, hops=hops, concurrency=concurrency, timeout_s=timeout, console=err
+        )
+    )
+    report.update({"qa": str(qa), "no_brackets": no_brackets})
+    text = json.dumps(report, indent=2)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")
+    print(text)
 
 
 def main() -> None:
