@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from autoglm.contracts import ParsedQuestion, Question, ReasoningInput, ResultStatus
 from autoglm.models.fusion_model import (
     FusionAnswerModel,
     FusionModule,
+    config_meta,
     load_weights,
     weights_of,
 )
 from autoglm.models.reasoner import ReasonerConfig
-from autoglm.registry import ModelRegistry
+from autoglm.models.serving import load_model
+from autoglm.registry import ModelLoadError, ModelRegistry
+from autoglm.settings import Settings
 from autoglm.training.loop import (
     QASample,
     ReasonerTraining,
@@ -62,11 +66,15 @@ def test_train_resume_register_and_serve(text_encoder, tmp_path):
     temperature = calibrate_temperature(training, SAMPLES)
     registry = ModelRegistry(tmp_path / "models")
     version = registry.register(
-        weights_of(module, include_encoder=False), {"temperature": temperature}
+        weights_of(module, include_encoder=False),
+        {"temperature": temperature, "reasoner_config": config_meta(module.reasoner.config)},
     ).version
     served = FusionModule(text_encoder, ReasonerConfig(hops=2, dropout=0.0))
     load_weights(served, registry.load_weights(version))
-    model = FusionAnswerModel(version, served, temperature)
+    direct = FusionAnswerModel(version, served, temperature)
+    settings = Settings(model_registry_dir=tmp_path / "models", device="cpu")
+    model = load_model(settings, version)
+    assert isinstance(model, FusionAnswerModel) and model.version == version
     item = ReasoningInput(
         request_id="r",
         top_k=2,
@@ -81,3 +89,11 @@ def test_train_resume_register_and_serve(text_encoder, tmp_path):
     assert prediction.reasoning_path[-1].relation == "directed_by"
     assert prediction.reasoning_path[0].source_name == "Jaws"
     assert 0.0 < prediction.confidence <= 1.0
+    assert direct.predict([item])[0].answers[0].name == "Steven Spielberg"
+
+    # A corrupt checkpoint is a clear, fatal load error, not a crash deep in torch.
+    (registry.get(version).path / "model.safetensors").write_bytes(b"junk")
+    with pytest.raises(ModelLoadError, match="corrupt"):
+        load_model(settings, version)
+    with pytest.raises(ModelLoadError, match="not in the registry"):
+        load_model(settings, "v0099-missing")

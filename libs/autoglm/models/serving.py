@@ -8,11 +8,12 @@ from collections.abc import Sequence
 import torch
 
 from autoglm.contracts import SCHEMA_VERSION, HopTiming, ReasoningInput, Result, ResultStatus
-from autoglm.errors import FatalError
 from autoglm.models.base import AnswerModel
+from autoglm.models.fusion_model import FusionAnswerModel, FusionModule, load_weights
+from autoglm.models.reasoner import ReasonerConfig
 from autoglm.models.text_encoder import TextEncoder
 from autoglm.models.zero_shot import ZeroShotPathScorer
-from autoglm.registry import BUILTIN_VERSION, ModelRegistry
+from autoglm.registry import BUILTIN_VERSION, ModelLoadError, ModelRegistry
 from autoglm.settings import Settings
 
 
@@ -22,15 +23,43 @@ def select_device(setting: str) -> torch.device:
     return torch.device(setting)
 
 
-def load_serving_model(settings: Settings) -> AnswerModel:
+def load_model(settings: Settings, version: str) -> AnswerModel:
+    """A registered version, ready to predict on the configured device.
+
+    Raises ``ModelLoadError`` (fatal) for a version that is missing, corrupt or not loadable.
+    """
     registry = ModelRegistry(settings.model_registry_dir)
-    version = registry.serving_version()
-    if version != BUILTIN_VERSION:
-        raise FatalError(
-            f"serving version {version!r} needs the fusion model, which this build cannot load"
+    device = select_device(settings.device)
+    encoder = TextEncoder(settings.text_encoder_path or None)
+    if version == BUILTIN_VERSION:
+        return ZeroShotPathScorer(encoder.to(device))
+    entry = registry.get(version) if version in {v.version for v in registry.versions()} else None
+    if entry is None:
+        raise ModelLoadError(
+            f"model version {version!r} is not in the registry", error_type="model_missing"
         )
-    encoder = TextEncoder(settings.text_encoder_path or None).to(select_device(settings.device))
-    return ZeroShotPathScorer(encoder)
+    if entry.kind != "fusion":
+        raise ModelLoadError(
+            f"{version}: unknown model kind {entry.kind!r}", error_type="model_kind"
+        )
+    try:
+        config = ReasonerConfig(**entry.meta["reasoner_config"])
+    except (KeyError, TypeError) as exc:
+        raise ModelLoadError(
+            f"{version}: meta.json lacks a valid reasoner_config: {exc}", error_type="model_corrupt"
+        ) from exc
+    module = FusionModule(encoder, config)
+    try:
+        load_weights(module, registry.load_weights(version))
+    except RuntimeError as exc:  # shapes or names that do not fit the architecture
+        raise ModelLoadError(
+            f"{version}: weights do not fit the model: {exc}", error_type="model_corrupt"
+        ) from exc
+    return FusionAnswerModel(version, module.to(device), float(entry.meta.get("temperature", 1.0)))
+
+
+def load_serving_model(settings: Settings) -> AnswerModel:
+    return load_model(settings, ModelRegistry(settings.model_registry_dir).serving_version())
 
 
 def answer(model: AnswerModel, inputs: Sequence[ReasoningInput]) -> list[Result]:
