@@ -79,7 +79,15 @@ demo: services-up  ## set up, start everything, ingest a sample KB, ask sample q
 	$(VENV)/bin/autoglm demo
 	@echo "Everything keeps running: 'make services-down stack-down' stops it."
 
+.PHONY: bench-ingest
+bench-ingest: setup  ## ingest benchmark: MetaQA KB via Kafka vs direct, parser vs nlp.pipe (JSON in bench/results/)
+	$(PY) bench/ingest.py $(BENCH_INGEST_ARGS)
+
 clean:  ## stop everything and remove the local stack's data (keeps downloads)
 	-$(VENV)/bin/autoglm services stop
 	-$(VENV)/bin/autoglm stack down
 	rm -rf $(STACK)/data $(STACK)/logs $(STACK)/run $(STACK)/conf $(STACK)/test
+
+.PHONY: bench-retrieval
+bench-retrieval: setup  ## retrieval recall, sizes and latency on MetaQA dev (bench/results/retrieval.json)
+	$(PY) bench/retrieval.py --load-kb-if-missing $(BENCH_RETRIEVAL_ARGS)

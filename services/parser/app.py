@@ -1,14 +1,22 @@
-"""parser service: documents -> parsed-documents, questions -> parsed-questions."""
+"""parser service: documents -> parsed-documents, questions -> parsed-questions.
+
+Both topics are consumed in batches: the NLP of a batch runs in one ``nlp.pipe`` call, in a worker
+thread so that the event loop (Kafka heartbeats, fetches, acknowledgements) keeps running.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
 
 from pydantic import Field
 
 from autoglm.bus import topics
 from autoglm.bus.idempotency import IdempotencyStore
-from autoglm.bus.service import HandlerContext, Outgoing, ServiceRuntime
-from autoglm.contracts import Document, Question
-from autoglm.nlp.messages import parse_document, parse_questions
+from autoglm.bus.service import Incoming, ItemResult, Outgoing, ServiceRuntime
+from autoglm.contracts import Document, ParsedDocument, Question
+from autoglm.errors import BAD_LINES, BadInputError
+from autoglm.nlp.messages import line_error_report, parse_document_batch, parse_question_batch
 from autoglm.nlp.parsing import TextParser
 from autoglm.settings import Settings
 
@@ -16,7 +24,12 @@ SERVICE = "parser"
 
 
 class ParserSettings(Settings):
-    parser_batch_size: int = Field(64, description="spaCy nlp.pipe batch size.")
+    parser_batch_size: int = Field(
+        64,
+        ge=1,
+        description="Most messages parsed together: the records one poll may bring, and the "
+        "spaCy nlp.pipe batch size.",
+    )
 
 
 def build(
@@ -26,15 +39,51 @@ def build(
     runtime = ServiceRuntime(SERVICE, settings, idempotency=idempotency)
     # Loaded once per process; the model is read-only afterwards.
     parser = TextParser(settings.spacy_model, batch_size=settings.parser_batch_size)
+    # One spaCy pipeline, two consumers: never run it from two threads at once.
+    nlp_lock = asyncio.Lock()
 
-    @runtime.consume(topics.QUESTIONS, Question, required=("request_id", "text"))
-    async def on_question(question: Question, ctx: HandlerContext) -> list[Outgoing]:
-        (parsed,) = parse_questions(parser, [question], settings)
-        return [Outgoing(topics.PARSED_QUESTIONS, parsed, key=question.request_id)]
+    @runtime.consume_batch(
+        topics.QUESTIONS,
+        Question,
+        max_records=settings.parser_batch_size,
+        required=("request_id", "text"),
+    )
+    async def on_questions(items: Sequence[Incoming[Question]]) -> list[ItemResult]:
+        questions = [item.message for item in items]
+        async with nlp_lock:
+            parsed = await asyncio.to_thread(parse_question_batch, parser, questions, settings)
+        return [
+            result
+            if isinstance(result, BadInputError)
+            else [Outgoing(topics.PARSED_QUESTIONS, result, key=result.request_id)]
+            for result in parsed
+        ]
 
-    @runtime.consume(topics.DOCUMENTS, Document, required=("request_id", "text"))
-    async def on_document(document: Document, ctx: HandlerContext) -> list[Outgoing]:
-        parsed = parse_document(parser, document, settings)
-        return [Outgoing(topics.PARSED_DOCUMENTS, parsed, key=parsed.document_id)]
+    @runtime.consume_batch(
+        topics.DOCUMENTS,
+        Document,
+        max_records=settings.parser_batch_size,
+        required=("request_id", "text"),
+    )
+    async def on_documents(items: Sequence[Incoming[Document]]) -> list[ItemResult]:
+        documents = [item.message for item in items]
+        async with nlp_lock:
+            parsed = await asyncio.to_thread(parse_document_batch, parser, documents, settings)
+        return [
+            result if isinstance(result, BadInputError) else document_outputs(item, result)
+            for item, result in zip(items, parsed, strict=True)
+        ]
+
+    def document_outputs(item: Incoming[Document], parsed: ParsedDocument) -> list[Outgoing]:
+        outputs = [Outgoing(topics.PARSED_DOCUMENTS, parsed, key=parsed.document_id)]
+        if parsed.line_errors:
+            # The good lines go on; the bad ones are reported, each with its number and why.
+            report = line_error_report(parsed.line_errors, len(parsed.triples))
+            outputs.append(
+                runtime.dead_letter_outgoing(
+                    item.context, BadInputError(report, error_type=BAD_LINES)
+                )
+            )
+        return outputs
 
     return runtime

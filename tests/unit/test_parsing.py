@@ -7,7 +7,13 @@ import pytest
 from autoglm.contracts import Document, DocumentFormat, Question
 from autoglm.errors import BadInputError
 from autoglm.nlp import lookup_key, normalize_key, parse_kb_lines, strip_brackets
-from autoglm.nlp.messages import parse_document, parse_questions
+from autoglm.nlp.messages import (
+    line_error_report,
+    parse_document,
+    parse_document_batch,
+    parse_question_batch,
+    parse_questions,
+)
 from autoglm.settings import Settings
 
 
@@ -95,3 +101,50 @@ def test_document_limits(text_parser):
 
 def test_strip_brackets():
     assert strip_brackets("who is [a] and [b c]") == "who is a and b c"
+
+
+def test_document_batch_answers_each_document_and_parses_the_text_ones_together(text_parser):
+    settings = Settings(max_document_tokens=50, max_entity_chars=20)
+    documents = [
+        Document(request_id="t1", text="Steven Spielberg directed Jaws."),
+        Document(request_id="empty", text="  \n "),
+        Document(request_id="long", text="a " * 60),
+        Document(
+            request_id="kb",
+            format=DocumentFormat.DOCUMENT_FORMAT_TRIPLES,
+            text="Jaws|directed_by|Steven Spielberg\nJaws|only two\n" + "x" * 21 + "|r|y",
+            first_line=7,
+        ),
+        Document(request_id="t2", text="Ridley Scott directed Alien in 1979."),
+    ]
+    results = parse_document_batch(text_parser, documents, settings)
+    ok = {r.request_id: r for r in results if not isinstance(r, BadInputError)}
+    bad = [
+        (d.request_id, r.error_type)
+        for d, r in zip(documents, results, strict=True)
+        if isinstance(r, BadInputError)
+    ]
+    assert bad == [("empty", "empty"), ("long", "too_large")]
+    assert ("Steven Spielberg", "direct", "Jaws") in {
+        (t.subject, t.predicate, t.object) for t in ok["t1"].triples
+    }
+    assert "Ridley Scott" in {e.text for e in ok["t2"].entities}
+    assert [(t.subject, t.object) for t in ok["kb"].triples] == [("Jaws", "Steven Spielberg")]
+    assert [(e.line, e.reason) for e in ok["kb"].line_errors] == [
+        (8, "expected 3 fields separated by '|', got 2"),
+        (9, "field longer than 20 characters"),
+    ]
+    report = line_error_report(ok["kb"].line_errors, len(ok["kb"].triples))
+    assert report.startswith("2 bad line(s) skipped, 1 good line(s) kept: line 8: expected 3")
+    assert "line 9: field longer than 20 characters" in report
+
+
+def test_question_batch_rejects_each_bad_question_alone(text_parser):
+    questions = [
+        Question(request_id="a", text="who directed [Jaws]"),
+        Question(request_id="b", text="x", hops=7),
+        Question(request_id="c", text="what films did [Tom Hanks] act in"),
+    ]
+    results = parse_question_batch(text_parser, questions, Settings())
+    assert isinstance(results[1], BadInputError)
+    assert [r.mentions[0].text for r in (results[0], results[2])] == ["Jaws", "Tom Hanks"]

@@ -11,6 +11,7 @@ from autoglm.models.reasoner import (
     GraphTextReasoner,
     ReasonerConfig,
     answer_loss,
+    evidence_loss,
     graph_softmax,
     trace_path,
 )
@@ -109,7 +110,8 @@ def test_learns_to_follow_one_and_two_hop_relations(text_encoder, encoded):
     first = None
     for _ in range(150):
         optimizer.zero_grad()
-        loss = answer_loss(model(tokens, mask, relations, batch).logits, targets, batch)
+        out = model(tokens, mask, relations, batch)
+        loss = answer_loss(out.logits, targets, batch) + evidence_loss(out.evidence, targets, batch)
         first = first if first is not None else float(loss.detach())
         loss.backward()
         optimizer.step()
@@ -125,7 +127,7 @@ def test_learns_to_follow_one_and_two_hop_relations(text_encoder, encoded):
         assert float(probabilities[start:end].sum()) == pytest.approx(1.0, abs=1e-4)
     # The traced path of "who directed Jaws" is the directed_by edge from the anchor.
     answer = int(probabilities[: batch.node_offset[1]].argmax())
-    path = trace_path(answer, batch, out.attentions)
+    path = trace_path(answer, batch, out)
     assert path, "a path from the anchor to the answer"
     edges = [edge for edge, _ in path]
     assert int(batch.edge_index[0, edges[0]]) == names.index("Jaws")

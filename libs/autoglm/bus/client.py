@@ -2,12 +2,16 @@
 
 It listens to the reply topics (results, graph-commits, dead-letters) from their current end
 *before* publishing, so no reply can slip past, and matches replies by request id. Dead letters
-about our own requests end the wait with the reason instead of hanging.
+about our own requests end the wait with the reason instead of hanging, except those that reject
+part of a request only (``errors.PARTIAL_ERROR_TYPES``, e.g. the bad lines of a KB document
+whose good lines are written): they are kept in ``partial_rejections`` and the wait goes on for
+the request's reply.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -18,7 +22,7 @@ from google.protobuf.message import Message
 
 from autoglm.bus import topics
 from autoglm.contracts import PROTOBUF, DeadLetter, GraphCommit, Result, decode, encode
-from autoglm.errors import BadInputError
+from autoglm.errors import PARTIAL_ERROR_TYPES, BadInputError
 from autoglm.settings import Settings
 
 REPLY_TYPES: dict[str, type[Message]] = {
@@ -41,6 +45,10 @@ class PipelineClient:
     _waiting: dict[str, asyncio.Future[Message]] = field(default_factory=dict)
     _early: dict[str, Message] = field(default_factory=dict)
     _reader: asyncio.Task[None] | None = None
+    partial_rejections: dict[str, list[DeadLetter]] = field(default_factory=dict)
+    """Dead letters that rejected part of one of our requests, by request id."""
+    _expected: set[str] = field(default_factory=set)
+    _partial_arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
         await topics.ensure_topics(self.settings)
@@ -105,6 +113,11 @@ class PipelineClient:
             if not request_id and isinstance(reply, DeadLetter):
                 # Undecodable input has no request id: our key (the request id) identifies it.
                 request_id = reply.original_key.decode("utf-8", "replace")
+            if isinstance(reply, DeadLetter) and reply.error_type in PARTIAL_ERROR_TYPES:
+                if request_id in self._expected:
+                    self.partial_rejections.setdefault(request_id, []).append(reply)
+                    self._partial_arrived.set()
+                continue
             future = self._waiting.get(request_id)
             if future is not None and not future.done():
                 future.set_result(reply)
@@ -135,6 +148,7 @@ class PipelineClient:
         loop = asyncio.get_running_loop()
         for request_id in request_ids:
             self._waiting.setdefault(request_id, loop.create_future())
+            self._expected.add(request_id)
 
     async def reply(self, request_id: str, timeout_s: float) -> Message:
         """The first reply (result, graph commit or dead letter) for ``request_id``."""
@@ -145,6 +159,19 @@ class PipelineClient:
             return await asyncio.wait_for(future, timeout_s)
         finally:
             self._waiting.pop(request_id, None)
+
+    async def await_partial_rejections(self, request_ids: Iterable[str], timeout_s: float) -> None:
+        """Wait until each of ``request_ids`` has a partial rejection, or ``timeout_s`` passed.
+
+        For requests whose reply says part of them was rejected: the report of what was
+        rejected travels on another topic and may be read after the reply.
+        """
+        wanted = set(request_ids)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while not wanted <= self.partial_rejections.keys():
+                    self._partial_arrived.clear()
+                    await self._partial_arrived.wait()
 
     async def replies(
         self, request_ids: Iterable[str], timeout_s: float

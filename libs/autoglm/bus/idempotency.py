@@ -8,6 +8,7 @@ when it is down the service keeps working and may process a replay twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -20,6 +21,12 @@ class IdempotencyStore(Protocol):
     async def seen(self, key: str) -> bool: ...
 
     async def mark(self, key: str) -> None: ...
+
+    async def seen_many(self, keys: Sequence[str]) -> list[bool]:
+        """``seen`` for each key, in one round trip where the store allows."""
+        ...
+
+    async def mark_many(self, keys: Sequence[str]) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -35,6 +42,12 @@ class MemoryIdempotencyStore:
 
     async def mark(self, key: str) -> None:
         self._keys.add(key)
+
+    async def seen_many(self, keys: Sequence[str]) -> list[bool]:
+        return [key in self._keys for key in keys]
+
+    async def mark_many(self, keys: Sequence[str]) -> None:
+        self._keys.update(keys)
 
     async def close(self) -> None:
         self._keys.clear()
@@ -57,8 +70,26 @@ class RedisIdempotencyStore:
             return False
 
     async def mark(self, key: str) -> None:
+        await self.mark_many([key])
+
+    async def seen_many(self, keys: Sequence[str]) -> list[bool]:
+        if not keys:
+            return []
         try:
-            await self._redis.set(self._key(key), b"1", ex=self._ttl_s)
+            values = await self._redis.mget([self._key(key) for key in keys])
+        except RedisError as exc:
+            log.warning("idempotency check skipped: redis unavailable", extra={"error": str(exc)})
+            return [False] * len(keys)
+        return [value is not None for value in values]
+
+    async def mark_many(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(self._key(key), b"1", ex=self._ttl_s)
+                await pipe.execute()
         except RedisError as exc:
             log.warning("idempotency mark skipped: redis unavailable", extra={"error": str(exc)})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Iterator, Sequence
@@ -29,11 +30,23 @@ from autoglm.settings import Settings
 err = Console(stderr=True)
 
 
+PUBLISH_WINDOW = 64
+"""Documents published at once: the producer batches them, instead of a round trip each."""
+LATE_REPORT_WAIT_S = 5.0
+"""How long to wait, after the last commit, for a bad-line report not read yet."""
+
+
 @dataclass
 class IngestSummary:
     documents: int = 0
     entities: int = 0
+    """Distinct entities of each committed document, summed over the documents."""
     relations: int = 0
+    """Distinct relations of each committed document, summed over the documents."""
+    graph_entities: int = 0
+    """Entities in the whole graph after the last commit."""
+    graph_relations: int = 0
+    """Relations in the whole graph after the last commit."""
     line_errors: int = 0
     dead_letters: int = 0
     graph_version: int = 0
@@ -88,7 +101,11 @@ def _progress() -> Progress:
 async def ingest(
     settings: Settings, documents: Sequence[Document], timeout_s: float
 ) -> IngestSummary:
-    """Publish documents and return once graph-builder has committed every one of them."""
+    """Publish documents and return once graph-builder has committed every one of them.
+
+    A document rejected whole counts in ``dead_letters``; the bad lines of a KB document whose
+    good lines were written are reported line by line and count in ``line_errors``.
+    """
     summary = IngestSummary()
     started = time.perf_counter()
     async with PipelineClient(settings) as client:
@@ -97,22 +114,48 @@ async def ingest(
         with _progress() as progress:
             sent = progress.add_task("published", total=len(documents))
             committed = progress.add_task("committed", total=len(documents))
-            for document in documents:
-                await client.publish(topics.DOCUMENTS, document, key=document.document_id)
-                progress.advance(sent)
-            async for _, reply in client.replies(ids, timeout_s):
+            for start in range(0, len(documents), PUBLISH_WINDOW):
+                window = documents[start : start + PUBLISH_WINDOW]
+                await asyncio.gather(
+                    *(client.publish(topics.DOCUMENTS, d, key=d.document_id) for d in window)
+                )
+                progress.advance(sent, len(window))
+            with_bad_lines = []
+            async for request_id, reply in client.replies(ids, timeout_s):
                 summary.documents += 1
                 if isinstance(reply, GraphCommit):
                     summary.entities += reply.entities
                     summary.relations += reply.triples
                     summary.line_errors += reply.line_errors
-                    summary.graph_version = max(summary.graph_version, reply.graph_version)
+                    if reply.graph_version >= summary.graph_version:
+                        summary.graph_version = reply.graph_version
+                        summary.graph_entities = reply.graph_entities
+                        summary.graph_relations = reply.graph_relations
+                    if reply.line_errors:
+                        with_bad_lines.append(request_id)
                 elif isinstance(reply, DeadLetter):
                     summary.dead_letters += 1
-                    err.print(f"[red]rejected[/red] {reply.request_id}: {reply.reason}")
+                    err.print(
+                        f"[red]rejected[/red] {reply.request_id}: {escape(reply.reason)}",
+                        soft_wrap=True,
+                    )
                 progress.advance(committed)
-    summary.seconds = time.perf_counter() - started
+        summary.seconds = time.perf_counter() - started
+        await _report_bad_lines(client, documents, with_bad_lines)
     return summary
+
+
+async def _report_bad_lines(
+    client: PipelineClient, documents: Sequence[Document], request_ids: Sequence[str]
+) -> None:
+    await client.await_partial_rejections(request_ids, LATE_REPORT_WAIT_S)
+    sources = {d.request_id: d.source for d in documents}
+    for request_id in request_ids:
+        for letter in client.partial_rejections.get(request_id, []):
+            source = escape(sources.get(request_id) or request_id)
+            err.print(
+                f"[yellow]bad lines[/yellow] in {source}: {escape(letter.reason)}", soft_wrap=True
+            )
 
 
 async def ask(

@@ -2,7 +2,8 @@
 
 The ingest benchmark compares the pipeline with this, and the retrieval benchmark and tests use
 it to get the full MetaQA graph quickly. It goes through the same parsing and write code as the
-services, so the graph it builds is the one the pipeline builds.
+services (``parse_kb_lines``, ``GraphStore.write_documents``), so the graph it builds is the one
+the pipeline builds.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from autoglm.contracts import DocumentFormat, ParsedDocument
-from autoglm.graph.store import GraphStore
+from autoglm.graph.store import DocumentRows, GraphStore
 from autoglm.nlp.parsing import parse_kb_lines
+
+DEFAULT_LINES_PER_BATCH = 10_000
+"""Triples per transaction; the graph-builder's batches of KB documents are of this size too."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,10 @@ def kb_batches(path: Path, lines_per_batch: int) -> list[tuple[int, str]]:
 
 
 async def load_kb_direct(
-    store: GraphStore, path: Path, lines_per_batch: int = 5_000, progress: bool = True
+    store: GraphStore,
+    path: Path,
+    lines_per_batch: int = DEFAULT_LINES_PER_BATCH,
+    progress: bool = True,
 ) -> LoadSummary:
     started = time.perf_counter()
     triples = errors = version = 0
@@ -53,7 +60,7 @@ async def load_kb_direct(
             triples=parsed_triples,
             line_errors=line_errors,
         )
-        summary = await store.write_document(document)
+        summary = await store.write_documents([DocumentRows.of(document)])
         triples += len(parsed_triples)
         errors += len(line_errors)
         version = summary.graph_version

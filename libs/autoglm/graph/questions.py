@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from autoglm.contracts import (
@@ -12,25 +13,60 @@ from autoglm.contracts import (
     ResultStatus,
 )
 from autoglm.graph.linking import EntityLinker
-from autoglm.graph.retrieval import RetrievalCaps, SubgraphRetriever
+from autoglm.graph.path_scoring import RelationPathScorer, load_path_scorer, scoring_text
+from autoglm.graph.retrieval import GuidanceParams, RetrievalCaps, SubgraphRetriever
 from autoglm.graph.store import GraphStore
+from autoglm.graph.subgraph_cache import SubgraphCache
 from autoglm.settings import Settings
 
 
-class QuestionGrounder:
-    """Links a parsed question to the graph and retrieves its subgraph (graph-builder core)."""
+def guidance_params(settings: Settings) -> GuidanceParams:
+    return GuidanceParams(
+        margin=settings.retrieval_margin,
+        min_keep=settings.retrieval_min_keep,
+        beam_width=settings.retrieval_beam_width,
+        fanout_penalty=settings.retrieval_fanout_penalty,
+        free_branching=settings.retrieval_free_branching,
+        expand_all_nodes=settings.retrieval_expand_all_nodes,
+    )
 
-    def __init__(self, store: GraphStore, settings: Settings) -> None:
+
+class QuestionGrounder:
+    """Links a parsed question to the graph and retrieves its subgraph (graph-builder core).
+
+    ``start`` loads the relation-path scorer (the text encoder, on CPU by default) when
+    retrieval is question-guided, and connects the Redis subgraph cache when enabled; a scorer
+    or cache passed in (tests, benchmarks) is used as is and not closed.
+    """
+
+    def __init__(
+        self,
+        store: GraphStore,
+        settings: Settings,
+        *,
+        scorer: RelationPathScorer | None = None,
+        cache: SubgraphCache | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.linker = EntityLinker(store)
-        self.retriever = SubgraphRetriever(store)
+        self.retriever = SubgraphRetriever(
+            store, scorer=scorer, cache=cache, guidance=guidance_params(settings)
+        )
+        self._own_cache: SubgraphCache | None = None
 
     async def start(self) -> None:
         """Load what grounding needs (called once at service start-up)."""
+        if self.settings.retrieval_guided and self.retriever.scorer is None:
+            self.retriever.scorer = await asyncio.to_thread(load_path_scorer, self.settings)
+        if self.settings.subgraph_cache_enabled and self.retriever.cache is None:
+            self._own_cache = self.retriever.cache = SubgraphCache.connect(self.settings)
 
     async def close(self) -> None:
         """Release what ``start`` acquired."""
+        if self._own_cache is not None:
+            await self._own_cache.close()
+            self.retriever.cache = self._own_cache = None
 
     async def ground(self, question: ParsedQuestion) -> ReasoningInput:
         return await prepare_reasoning_input(
@@ -75,7 +111,12 @@ async def prepare_reasoning_input(
             hops=hops, max_nodes=settings.subgraph_max_nodes, max_edges=settings.subgraph_max_edges
         )
         anchors = list(dict.fromkeys(a.key for a in linking.anchors))
-        subgraph = await retriever.retrieve(anchors, caps)
+        # The anchors' own names must not vote for a relation ("The Director", "Written").
+        text = scoring_text(
+            question.normalized_text or question.question.text,
+            [a.mention for a in linking.anchors] + [a.name for a in linking.anchors],
+        )
+        subgraph = await retriever.retrieve(anchors, caps, text, graph_version=output.graph_version)
         output.subgraph.CopyFrom(subgraph)
         if len(subgraph.nodes) <= len(subgraph.anchor_indices):
             output.status = ResultStatus.RESULT_STATUS_EMPTY_SUBGRAPH

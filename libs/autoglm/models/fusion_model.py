@@ -12,7 +12,13 @@ from torch import Tensor, nn
 from autoglm.contracts import Answer, PathEdge, ReasoningInput, Subgraph
 from autoglm.models.base import Prediction
 from autoglm.models.batching import GraphBatch, collate_subgraphs, relation_text
-from autoglm.models.reasoner import GraphTextReasoner, PathTracer, ReasonerConfig, graph_softmax
+from autoglm.models.reasoner import (
+    GraphTextReasoner,
+    PathTracer,
+    ReasonerConfig,
+    ReasonerOutput,
+    graph_softmax,
+)
 from autoglm.models.text_encoder import TextEncoder
 
 ENCODER_PREFIX = "encoder."
@@ -43,10 +49,12 @@ class FusionModule(nn.Module):
     def clear_relation_cache(self) -> None:
         self._relation_cache.clear()
 
-    def forward(self, questions: list[str], batch: GraphBatch) -> tuple[Tensor, list[Tensor]]:
+    def forward(self, questions: list[str], batch: GraphBatch) -> ReasonerOutput:
         tokens, mask = self.encoder.token_states(questions)
-        out = self.reasoner(tokens, mask, self.relation_states(batch.relations), batch)
-        return out.logits, out.attentions
+        output: ReasonerOutput = self.reasoner(
+            tokens, mask, self.relation_states(batch.relations), batch
+        )
+        return output
 
 
 def weights_of(module: FusionModule, include_encoder: bool) -> dict[str, Tensor]:
@@ -93,10 +101,10 @@ class FusionAnswerModel:
         questions = [i.question.normalized_text or i.question.question.text for i in inputs]
         autocast = self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits, attentions = self.module(questions, batch)
-        probabilities = graph_softmax(logits.float() / self.temperature, batch).cpu()
+            output = self.module(questions, batch)
+        probabilities = graph_softmax(output.logits.float() / self.temperature, batch).cpu()
         cpu_batch = batch.to(torch.device("cpu"))
-        tracer = PathTracer(cpu_batch, attentions)
+        tracer = PathTracer(cpu_batch, output)
         return [
             self._prediction(n, item, cpu_batch, probabilities, tracer)
             for n, item in enumerate(inputs)

@@ -8,15 +8,19 @@ from torch_geometric.nn import GATv2Conv
 
 
 class HopInstructions(nn.Module):
-    r"""Step-wise instructions: one attention-pooled question vector per hop.
+    r"""Step-wise instructions: one attention-pooled question vector per hop, each conditioned
+    on the previous one.
 
-    Hop :math:`t` attends over the question tokens with its own learned query, so a 3-hop
-    question can say "written by" at hop 1 and "directed" at hop 3 (TransferNet's step
-    instructions).
+    Hop :math:`t` attends over the question tokens with a query made from the whole question
+    and the instruction of hop :math:`t-1`, so "films written by the director of [X]" says
+    "director" at hop 1 and "written by" at hop 2 whichever order the words come in (the
+    sequential instructions of TransferNet).
 
     .. math::
-        \mathbf{q}_t = \sum_i \operatorname{softmax}_i\left(\mathbf{w}_t^\top \mathbf{H}_i\right)
-        \mathbf{W}_q \mathbf{H}_i
+        \mathbf{k}_i = \mathbf{W}_k \mathbf{H}_i, \quad
+        \mathbf{u}_t = \tanh\left(\mathbf{W}_t [\bar{\mathbf{k}}; \mathbf{q}_{t-1}]\right),
+        \quad \mathbf{q}_t = \sum_i \operatorname{softmax}_i
+        \left(\mathbf{u}_t^\top \mathbf{k}_i / \sqrt{D}\right) \mathbf{k}_i
 
     Shapes:
         - **input:** token states :math:`(B, T, H)`, mask :math:`(B, T)`
@@ -26,20 +30,31 @@ class HopInstructions(nn.Module):
     def __init__(self, token_dim: int, hidden_dim: int, hops: int) -> None:
         super().__init__()
         self.hops = hops
-        self.queries = nn.Parameter(torch.empty(hops, token_dim))
-        self.project = nn.Linear(token_dim, hidden_dim)
+        self.keys = nn.Linear(token_dim, hidden_dim)
+        self.steps = nn.ModuleList(nn.Linear(2 * hidden_dim, hidden_dim) for _ in range(hops))
+        self.scale = hidden_dim**-0.5
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.queries, std=0.02)
-        self.project.reset_parameters()
+        self.keys.reset_parameters()
+        for step in self.steps:
+            assert isinstance(step, nn.Linear)
+            step.reset_parameters()
 
     def forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
-        scores = torch.einsum("btd,kd->bkt", tokens, self.queries)
-        scores = scores.masked_fill(~mask.bool().unsqueeze(1), float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        pooled: Tensor = torch.einsum("bkt,btd->bkd", weights, tokens)
-        return torch.tanh(self.project(pooled))
+        keys = self.keys(tokens)  # (B, T, D)
+        valid = mask.bool()
+        weights = valid.unsqueeze(-1).to(keys.dtype)
+        summary = (keys * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        previous = torch.zeros_like(summary)
+        instructions = []
+        for step in self.steps:
+            query = torch.tanh(step(torch.cat([summary, previous], dim=-1)))
+            scores = torch.einsum("btd,bd->bt", keys, query) * self.scale
+            attention = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=-1)
+            previous = torch.einsum("bt,btd->bd", attention, keys)
+            instructions.append(previous)
+        return torch.stack(instructions, dim=1)
 
 
 class QuestionConditionedGAT(nn.Module):

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from autoglm.models.batching import STAY, GraphBatch
 from autoglm.models.fusion import AnswerScorer, NodeToQuestionAttention
 from autoglm.models.graph_encoder import HopInstructions, QuestionConditionedGAT
+from autoglm.models.transfer import RelationTransfer
 
 
 @dataclass(frozen=True)
@@ -26,24 +27,35 @@ class ReasonerConfig:
 @dataclass
 class ReasonerOutput:
     logits: Tensor  # (N,)
-    attentions: list[Tensor]  # per hop, (E,)
+    attentions: list[Tensor]  # GAT attention per layer, K x (E,)
+    reached: Tensor  # (K + 1, N) transfer scores per hop (hop 0: the anchors)
+    contributions: Tensor  # (K, E) what each edge carried at each hop
+    hop_weights: Tensor  # (B, K) how much each hop's scores answer the question
+    evidence: Tensor  # (N,) the hop-weighted transfer score of each node, in [0, 1]
 
 
 class GraphTextReasoner(nn.Module):
     r"""Scores every node of every subgraph in a batch as an answer to its question.
 
-    1. Hop instructions pool the question tokens once per hop (:class:`HopInstructions`).
+    1. :class:`HopInstructions` pool the question tokens once per hop, each hop conditioned on
+       the one before.
     2. Relations are embedded from their names with the same text encoder (so relation types
-       never seen in training still get a meaningful embedding), plus a direction embedding.
-    3. Node states start as "anchor" or "other"; :class:`QuestionConditionedGAT` propagates them
-       along edges whose relation matches each hop's instruction.
-    4. :class:`NodeToQuestionAttention` lets every node read its question's tokens.
-    5. :class:`AnswerScorer` gives one logit per node.
+       never seen in training still get a meaningful embedding), plus a direction embedding
+       (forward, inverse, stay).
+    3. :class:`RelationTransfer` carries an explicit "reached" score from the anchors along the
+       edges each hop's instruction asks for; a softmax over hops, read from the question, says
+       which hop's scores are the answer (a 1-hop question stops after hop 1).
+    4. :class:`QuestionConditionedGAT` (GATv2, relation times instruction as edge features,
+       multi-head then one head) turns node states, which start from the anchor flag and the
+       transfer scores, into context-aware states.
+    5. :class:`NodeToQuestionAttention` lets every node read its question's tokens.
+    6. :class:`AnswerScorer` gives one logit per node, to which the log of the node's transfer
+       evidence is added with a learned scale.
 
     Shapes:
         - **tokens:** :math:`(B, T, H)` question token states, **mask:** :math:`(B, T)`
         - **relation_text:** :math:`(R, H)` pooled embeddings of ``batch.relations``
-        - **output:** logits :math:`(N,)` and per-hop edge attention :math:`K \times (E,)`
+        - **output:** :class:`ReasonerOutput` (logits :math:`(N,)`, ...)
     """
 
     def __init__(self, config: ReasonerConfig) -> None:
@@ -55,9 +67,13 @@ class GraphTextReasoner(nn.Module):
         self.relation_projection = nn.Linear(config.text_dim, d)
         self.direction_embedding = nn.Embedding(3, d)
         self.node_embedding = nn.Embedding(2, d)  # 0: other, 1: anchor
+        self.transfer = RelationTransfer(d)
+        self.hop_selector = nn.Linear(d, config.hops)
+        self.reached_projection = nn.Linear(config.hops + 2, d)
         self.gat = QuestionConditionedGAT(d, config.hops, config.heads, config.dropout)
         self.fusion = NodeToQuestionAttention(d, config.fusion_heads, config.dropout)
         self.scorer = AnswerScorer(d)
+        self.evidence_scale = nn.Parameter(torch.empty(()))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -66,25 +82,63 @@ class GraphTextReasoner(nn.Module):
         self.relation_projection.reset_parameters()
         self.direction_embedding.reset_parameters()
         self.node_embedding.reset_parameters()
+        self.transfer.reset_parameters()
+        self.hop_selector.reset_parameters()
+        self.reached_projection.reset_parameters()
         self.gat.reset_parameters()
         self.fusion.reset_parameters()
         self.scorer.reset_parameters()
+        nn.init.constant_(self.evidence_scale, 1.0)
 
     def forward(
         self, tokens: Tensor, mask: Tensor, relation_text: Tensor, batch: GraphBatch
     ) -> ReasonerOutput:
         instructions = self.instructions(tokens, mask)  # (B, K, D)
         token_states = self.token_projection(tokens)  # (B, T, D)
+        weights = mask.unsqueeze(-1).to(token_states.dtype)
+        question = (token_states * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, D)
+
         relation = self.relation_projection(relation_text)[batch.edge_relation]
         relation = torch.tanh(relation + self.direction_embedding(batch.edge_direction))
-        edge_graph = batch.node_graph[batch.edge_index[1]]
-        x = self.node_embedding(batch.is_anchor.long())
-        x, attentions = self.gat(x, batch.edge_index, relation, instructions[edge_graph])
+        edge_instructions = instructions[batch.node_graph[batch.edge_index[1]]]  # (E, K, D)
+
+        anchor = batch.is_anchor.to(relation.dtype)
+        reached, contributions = self.transfer(
+            anchor, batch.edge_index, relation, edge_instructions, batch.edge_direction != STAY
+        )
+        hop_weights = torch.softmax(self.hop_selector(question), dim=-1)  # (B, K)
+        evidence = (hop_weights[batch.node_graph] * reached[1:].T).sum(-1)  # (N,)
+
+        x = self.node_embedding(batch.is_anchor.long()) + self.reached_projection(
+            torch.cat([reached.T, evidence.unsqueeze(-1)], dim=-1)
+        )
+        x, attentions = self.gat(x, batch.edge_index, relation, edge_instructions)
         x = self.fusion(x, batch.node_graph, token_states, mask)
-        weights = mask.unsqueeze(-1).to(token_states.dtype)
-        question = (token_states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         logits = self.scorer(x, question[batch.node_graph])
-        return ReasonerOutput(logits=logits, attentions=attentions)
+        logits = logits + self.evidence_scale * evidence.clamp(min=1e-6).log()
+        return ReasonerOutput(
+            logits=logits,
+            attentions=attentions,
+            reached=reached,
+            contributions=contributions,
+            hop_weights=hop_weights,
+            evidence=evidence,
+        )
+
+
+def evidence_loss(evidence: Tensor, targets: Tensor, batch: GraphBatch) -> Tensor:
+    """Binary cross-entropy of each node's transfer evidence against being a gold answer,
+    averaged per graph (so big subgraphs do not outweigh small ones); anchors excluded."""
+    counted = (~batch.is_anchor).to(evidence.dtype)
+    loss = nn.functional.binary_cross_entropy(
+        evidence.clamp(1e-6, 1 - 1e-6), targets, reduction="none"
+    )
+    per_graph = torch.zeros(batch.num_graphs, device=evidence.device)
+    per_graph = per_graph.index_add(0, batch.node_graph, loss * counted)
+    sizes = torch.zeros(batch.num_graphs, device=evidence.device).index_add(
+        0, batch.node_graph, counted
+    )
+    return (per_graph / sizes.clamp(min=1.0)).mean()
 
 
 def answer_loss(logits: Tensor, targets: Tensor, batch: GraphBatch) -> Tensor:
@@ -127,56 +181,54 @@ def graph_softmax(logits: Tensor, batch: GraphBatch) -> Tensor:
 
 
 class PathTracer:
-    """The highest-attention chain of edges linking an anchor to each node (Viterbi).
+    """The chain of edges that carried the most evidence from an anchor to each node.
 
-    A chain's score is the product of the attention its edges got, hop by hop; self-loops
-    ("stay") let shorter chains reach the last hop. Computed once per batch for every node, then
-    backtracked per answer.
+    A node's answer hop is the hop whose weighted transfer score reached it most
+    (``hop_weights * reached``); from there the chain is followed backwards, at each hop along
+    the incoming edge that carried the most (its gate times its source's score at the hop
+    before). Computed once per batch, then backtracked per answer.
     """
 
-    def __init__(self, batch: GraphBatch, attentions: list[Tensor]) -> None:
+    def __init__(self, batch: GraphBatch, output: ReasonerOutput) -> None:
         self.batch = batch
-        source, target = batch.edge_index
+        source, target = (t.cpu() for t in batch.edge_index)
         num_nodes = batch.node_graph.numel()
-        score = torch.full((num_nodes,), float("-inf"))
-        score[batch.is_anchor.cpu()] = 0.0
-        self.backpointers: list[Tensor] = []
-        self.attentions = [alpha.detach().float().cpu() for alpha in attentions]
-        source, target = source.cpu(), target.cpu()
-        for alpha in self.attentions:
-            edge_score = score[source] + alpha.clamp_min(1e-12).log()
-            best = torch.full((num_nodes,), float("-inf")).scatter_reduce(
-                0, target, edge_score, reduce="amax"
-            )
+        self.source = source
+        self.reached = output.reached.detach().float().cpu()
+        hop_weights = output.hop_weights.detach().float().cpu()
+        weighted = hop_weights[batch.node_graph.cpu()].T * self.reached[1:]  # (K, N)
+        self.answer_hop = weighted.argmax(dim=0) + 1  # (N,)
+        self.best_edge: list[Tensor] = []
+        self.best_flow: list[Tensor] = []
+        arange = torch.arange(source.numel())
+        for flow in output.contributions.detach().float().cpu():
+            best = torch.zeros(num_nodes).scatter_reduce(0, target, flow, reduce="amax")
             winners = torch.where(
-                (edge_score == best[target]) & torch.isfinite(edge_score),
-                torch.arange(edge_score.numel()),
-                torch.full_like(target, edge_score.numel()),
+                (flow == best[target]) & (flow > 0), arange, torch.full_like(arange, len(arange))
             )
-            pointer = torch.full((num_nodes,), edge_score.numel()).scatter_reduce(
+            pointer = torch.full((num_nodes,), len(arange)).scatter_reduce(
                 0, target, winners, reduce="amin"
             )
-            self.backpointers.append(pointer)
-            score = best
-        self.score = score
-        self.source = source
+            self.best_edge.append(pointer)
+            self.best_flow.append(best)
 
     def path(self, node: int) -> list[tuple[int, float]]:
-        """(message-edge index, attention) pairs from an anchor to ``node``; [] if unreachable."""
-        if not torch.isfinite(self.score[node]):
-            return []
+        """(message-edge index, evidence carried) pairs from an anchor to ``node``; [] when no
+        evidence reached it."""
         chain: list[tuple[int, float]] = []
-        for hop in reversed(range(len(self.backpointers))):
-            edge = int(self.backpointers[hop][node])
+        for hop in reversed(range(int(self.answer_hop[node]))):
+            edge = int(self.best_edge[hop][node])
             if edge >= self.source.numel():
                 return []
-            if int(self.batch.edge_direction[edge]) != STAY:
-                chain.append((edge, float(self.attentions[hop][edge])))
+            chain.append((edge, float(self.best_flow[hop][node])))
             node = int(self.source[edge])
+        if not bool(self.batch.is_anchor[node]):
+            return []
         chain.reverse()
         return chain
 
 
-def trace_path(answer: int, batch: GraphBatch, attentions: list[Tensor]) -> list[tuple[int, float]]:
-    """The highest-attention chain from an anchor to ``answer`` (see :class:`PathTracer`)."""
-    return PathTracer(batch, attentions).path(answer)
+def trace_path(answer: int, batch: GraphBatch, output: ReasonerOutput) -> list[tuple[int, float]]:
+    """The chain that carried the most evidence from an anchor to ``answer``
+    (see :class:`PathTracer`)."""
+    return PathTracer(batch, output).path(answer)

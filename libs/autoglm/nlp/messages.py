@@ -1,14 +1,23 @@
-"""Parser core: contract messages in, contract messages out. No Kafka here."""
+"""Parser core: contract messages in, contract messages out. No Kafka here.
+
+The batch functions take every message a consumer poll brought and answer one item per message:
+its parsed form, or the ``BadInputError`` that says why it cannot be parsed. The NLP of all the
+good messages runs in one ``nlp.pipe`` call, which is where batching pays.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+
+from spacy.tokens import Doc
 
 from autoglm.contracts import (
     SCHEMA_VERSION,
     Document,
     DocumentFormat,
     HopTiming,
+    LineError,
     ParsedDocument,
     ParsedQuestion,
     Question,
@@ -16,6 +25,9 @@ from autoglm.contracts import (
 from autoglm.errors import BadInputError
 from autoglm.nlp.parsing import TextParser, parse_kb_lines
 from autoglm.settings import Settings
+
+BAD_LINE_REPORT_CHARS = 120
+"""How much of each bad line a line-error report quotes."""
 
 
 def check_question(question: Question, settings: Settings) -> None:
@@ -31,25 +43,48 @@ def check_question(question: Question, settings: Settings) -> None:
         )
 
 
+def parse_question_batch(
+    parser: TextParser, questions: Sequence[Question], settings: Settings
+) -> list[ParsedQuestion | BadInputError]:
+    started = time.perf_counter()
+    errors: list[BadInputError | None] = []
+    for question in questions:
+        try:
+            check_question(question, settings)
+            errors.append(None)
+        except BadInputError as exc:
+            errors.append(exc)
+    good = [q for q, error in zip(questions, errors, strict=True) if error is None]
+    texts = iter(parser.parse_questions([q.text for q in good]))
+    per_message_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(questions))
+    results: list[ParsedQuestion | BadInputError] = []
+    for question, error in zip(questions, errors, strict=True):
+        if error is not None:
+            results.append(error)
+            continue
+        text = next(texts)
+        results.append(
+            ParsedQuestion(
+                request_id=question.request_id,
+                schema_version=SCHEMA_VERSION,
+                question=question,
+                normalized_text=text.normalized_text,
+                mentions=text.mentions,
+                timings=[HopTiming(service="parser", milliseconds=per_message_ms)],
+            )
+        )
+    return results
+
+
 def parse_questions(
     parser: TextParser, questions: list[Question], settings: Settings
 ) -> list[ParsedQuestion]:
-    started = time.perf_counter()
-    for question in questions:
-        check_question(question, settings)
-    parsed = parser.parse_questions([q.text for q in questions])
-    per_message_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(questions))
-    return [
-        ParsedQuestion(
-            request_id=q.request_id,
-            schema_version=SCHEMA_VERSION,
-            question=q,
-            normalized_text=p.normalized_text,
-            mentions=p.mentions,
-            timings=[HopTiming(service="parser", milliseconds=per_message_ms)],
-        )
-        for q, p in zip(questions, parsed, strict=True)
-    ]
+    """Like ``parse_question_batch``, raising the first bad input."""
+    results = parse_question_batch(parser, questions, settings)
+    for result in results:
+        if isinstance(result, BadInputError):
+            raise result
+    return [r for r in results if isinstance(r, ParsedQuestion)]
 
 
 def check_document(document: Document, settings: Settings) -> None:
@@ -63,34 +98,79 @@ def check_document(document: Document, settings: Settings) -> None:
         raise BadInputError(
             "document text contains NUL characters (binary data?)", error_type="binary"
         )
+    if not document.text.strip():
+        raise BadInputError("document text is empty", error_type="empty")
+
+
+def _structured(document: Document, parsed: ParsedDocument, settings: Settings) -> None:
+    triples, errors = parse_kb_lines(
+        document.text, document.first_line or 1, max_field_chars=settings.max_entity_chars
+    )
+    if not triples and errors:
+        raise BadInputError(
+            f"no usable line in structured document ({len(errors)} bad line(s); first: "
+            f"line {errors[0].line}: {errors[0].reason})",
+            error_type="kb_lines",
+        )
+    parsed.triples.extend(triples)
+    parsed.line_errors.extend(errors)
+
+
+def parse_document_batch(
+    parser: TextParser, documents: Sequence[Document], settings: Settings
+) -> list[ParsedDocument | BadInputError]:
+    started = time.perf_counter()
+    results: list[ParsedDocument | BadInputError] = []
+    texts: list[tuple[ParsedDocument, Doc]] = []
+    for document in documents:
+        parsed = ParsedDocument(
+            request_id=document.request_id,
+            schema_version=SCHEMA_VERSION,
+            document_id=document.document_id or document.request_id,
+            format=document.format,
+            source=document.source,
+        )
+        try:
+            check_document(document, settings)
+            if document.format == DocumentFormat.DOCUMENT_FORMAT_TRIPLES:
+                _structured(document, parsed, settings)
+            else:
+                tokens = parser.tokenize(document.text)
+                if len(tokens) > settings.max_document_tokens:
+                    raise BadInputError(
+                        f"document of {len(tokens)} tokens exceeds the limit of "
+                        f"{settings.max_document_tokens}",
+                        error_type="too_large",
+                    )
+                texts.append((parsed, tokens))
+        except BadInputError as exc:
+            results.append(exc)
+            continue
+        results.append(parsed)
+    for (parsed, _), text in zip(
+        texts, parser.parse_documents([tokens for _, tokens in texts]), strict=True
+    ):
+        parsed.sentences.extend(text.sentences)
+        parsed.entities.extend(text.entities)
+        parsed.triples.extend(text.triples)
+    per_message_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(documents))
+    for result in results:
+        if isinstance(result, ParsedDocument):
+            result.timings.append(HopTiming(service="parser", milliseconds=per_message_ms))
+    return results
 
 
 def parse_document(parser: TextParser, document: Document, settings: Settings) -> ParsedDocument:
-    check_document(document, settings)
-    started = time.perf_counter()
-    parsed = ParsedDocument(
-        request_id=document.request_id,
-        schema_version=SCHEMA_VERSION,
-        document_id=document.document_id or document.request_id,
-        format=document.format,
-        source=document.source,
+    """Like ``parse_document_batch`` for one document, raising bad input."""
+    (result,) = parse_document_batch(parser, [document], settings)
+    if isinstance(result, BadInputError):
+        raise result
+    return result
+
+
+def line_error_report(errors: Sequence[LineError], good_lines: int) -> str:
+    """Every bad line of a structured document and why, for its dead-letter record."""
+    lines = "; ".join(
+        f"line {e.line}: {e.reason} ({e.content[:BAD_LINE_REPORT_CHARS]!r})" for e in errors
     )
-    if document.format == DocumentFormat.DOCUMENT_FORMAT_TRIPLES:
-        triples, errors = parse_kb_lines(document.text, first_line=document.first_line or 1)
-        if not triples and errors:
-            raise BadInputError(
-                f"no usable line in structured document ({len(errors)} bad line(s); first: "
-                f"line {errors[0].line}: {errors[0].reason})",
-                error_type="kb_lines",
-            )
-        parsed.triples.extend(triples)
-        parsed.line_errors.extend(errors)
-    else:
-        (result,) = parser.parse_documents([document.text])
-        parsed.sentences.extend(result.sentences)
-        parsed.entities.extend(result.entities)
-        parsed.triples.extend(result.triples)
-    parsed.timings.append(
-        HopTiming(service="parser", milliseconds=(time.perf_counter() - started) * 1000.0)
-    )
-    return parsed
+    return f"{len(errors)} bad line(s) skipped, {good_lines} good line(s) kept: {lines}"

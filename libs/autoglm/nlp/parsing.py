@@ -66,7 +66,13 @@ class TextParser:
         docs = self.nlp.pipe(plain, batch_size=self.batch_size)
         return [_question_mentions(text, doc) for text, doc in zip(texts, docs, strict=True)]
 
-    def parse_documents(self, texts: Sequence[str]) -> list[ParsedText]:
+    def tokenize(self, text: str) -> Doc:
+        """The tokenizer alone: cheap, so a document's size in tokens is known before the
+        tagger, parser and NER are run on it."""
+        return self.nlp.make_doc(text)
+
+    def parse_documents(self, texts: Sequence[str | Doc]) -> list[ParsedText]:
+        """Texts, or documents from ``tokenize`` (not tokenized twice), through ``nlp.pipe``."""
         docs = self.nlp.pipe(texts, batch_size=self.batch_size)
         return [_document_structure(doc) for doc in docs]
 
@@ -159,7 +165,9 @@ def _sentence_triples(sent: Span, index: int) -> Iterable[Triple]:
                 )
 
 
-def parse_kb_lines(text: str, first_line: int = 1) -> tuple[list[Triple], list[LineError]]:
+def parse_kb_lines(
+    text: str, first_line: int = 1, max_field_chars: int | None = None
+) -> tuple[list[Triple], list[LineError]]:
     """Structured input, one ``subject|relation|object`` per line; no NLP.
 
     A bad line is reported with its number and does not spoil the others.
@@ -184,6 +192,18 @@ def parse_kb_lines(text: str, first_line: int = 1) -> tuple[list[Triple], list[L
         subject, relation, obj = (f.strip() for f in fields)
         if not subject or not relation or not obj:
             errors.append(LineError(line=number, content=line[:500], reason="empty field"))
+            continue
+        if (
+            max_field_chars is not None
+            and max(map(len, (subject, relation, obj))) > max_field_chars
+        ):
+            errors.append(
+                LineError(
+                    line=number,
+                    content=line[:500],
+                    reason=f"field longer than {max_field_chars} characters",
+                )
+            )
             continue
         triples.append(
             Triple(subject=subject, predicate=relation, object=obj, sentence=-1, confidence=1.0)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from autoglm.contracts import Subgraph
 from autoglm.models.batching import collate_subgraphs
 from autoglm.models.fusion_model import FusionModule
-from autoglm.models.reasoner import answer_loss, graph_softmax
+from autoglm.models.reasoner import answer_loss, evidence_loss, graph_softmax
 
 
 @dataclass(frozen=True)
@@ -148,8 +148,11 @@ class ReasonerTraining:
             )
             for chunk in bar:
                 batch = collate_subgraphs([s.subgraph for s in chunk]).to(self.device)
-                logits, _ = self.module([s.question for s in chunk], batch)
-                loss = answer_loss(logits, targets_for(chunk).to(self.device), batch)
+                output = self.module([s.question for s in chunk], batch)
+                targets = targets_for(chunk).to(self.device)
+                loss = answer_loss(output.logits, targets, batch) + evidence_loss(
+                    output.evidence, targets, batch
+                )
                 self.optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.module.parameters(), 1.0)
@@ -178,7 +181,7 @@ class ReasonerTraining:
             disable=not progress,
         ):
             batch = collate_subgraphs([s.subgraph for s in chunk]).to(self.device)
-            logits, _ = self.module([s.question for s in chunk], batch)
+            logits = self.module([s.question for s in chunk], batch).logits
             logits = logits.float().masked_fill(batch.is_anchor, float("-inf"))
             probabilities = graph_softmax(logits, batch).cpu()
             offsets = batch.node_offset.tolist()
@@ -212,7 +215,7 @@ def calibrate_temperature(training: ReasonerTraining, validation: Sequence[QASam
     with torch.no_grad():
         for chunk in training._batches(validation, shuffle=False):
             batch = collate_subgraphs([s.subgraph for s in chunk]).to(training.device)
-            logits, _ = training.module([s.question for s in chunk], batch)
+            logits = training.module([s.question for s in chunk], batch).logits
             logits = logits.float().masked_fill(batch.is_anchor, float("-inf")).cpu()
             offsets = batch.node_offset.tolist()
             for n, sample in enumerate(chunk):

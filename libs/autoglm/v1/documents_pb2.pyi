@@ -94,7 +94,7 @@ class ParsedDocument(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., document_id: _Optional[str] = ..., format: _Optional[_Union[DocumentFormat, str]] = ..., source: _Optional[str] = ..., sentences: _Optional[_Iterable[_Union[Sentence, _Mapping]]] = ..., entities: _Optional[_Iterable[_Union[_common_pb2.Mention, _Mapping]]] = ..., triples: _Optional[_Iterable[_Union[Triple, _Mapping]]] = ..., line_errors: _Optional[_Iterable[_Union[LineError, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[_common_pb2.HopTiming, _Mapping]]] = ...) -> None: ...
 
 class GraphCommit(_message.Message):
-    __slots__ = ("request_id", "schema_version", "document_id", "graph_version", "entities", "triples", "line_errors")
+    __slots__ = ("request_id", "schema_version", "document_id", "graph_version", "entities", "triples", "line_errors", "graph_entities", "graph_relations")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +102,8 @@ class GraphCommit(_message.Message):
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     TRIPLES_FIELD_NUMBER: _ClassVar[int]
     LINE_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_RELATIONS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     schema_version: int
     document_id: str
@@ -109,4 +111,6 @@ class GraphCommit(_message.Message):
     entities: int
     triples: int
     line_errors: int
-    def __init__(self, request_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., document_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., entities: _Optional[int] = ..., triples: _Optional[int] = ..., line_errors: _Optional[int] = ...) -> None: ...
+    graph_entities: int
+    graph_relations: int
+    def __init__(self, request_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., document_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., entities: _Optional[int] = ..., triples: _Optional[int] = ..., line_errors: _Optional[int] = ..., graph_entities: _Optional[int] = ..., graph_relations: _Optional[int] = ...) -> None: ...
