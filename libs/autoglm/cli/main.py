@@ -200,5 +200,80 @@ def eval_command(
     print(text)
 
 
+def _hop_list(text: str) -> tuple[int, ...]:
+    try:
+        hops = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        hops = ()
+    if not hops or any(h not in (1, 2, 3) for h in hops):
+        _fail(f"--hops must be a comma-separated list of 1, 2 and 3, not {text!r}")
+    return hops
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[
+        Path, typer.Option(file_okay=False, help="MetaQA folder: kb.txt, {k}hop_dev.txt, ...")
+    ] = PROJECT_ROOT.parent / "shared/data/metaqa",
+    hops: Annotated[str, typer.Option(help="Which splits, e.g. 1,2,3.")] = "1,2,3",
+    epochs: Annotated[int, typer.Option(min=1)] = 6,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    learning_rate: Annotated[float, typer.Option(help="Graph, fusion and head layers.")] = 1e-3,
+    encoder_learning_rate: Annotated[
+        float, typer.Option(help="Text encoder (0 keeps it frozen).")
+    ] = 0.0,
+    hidden_dim: Annotated[int, typer.Option(min=8)] = 128,
+    validation_fraction: Annotated[float, typer.Option(min=0.01, max=0.9)] = 0.2,
+    synthesize: Annotated[
+        int, typer.Option(min=0, help="Extra questions per hop synthesized from the KB.")
+    ] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="Train questions per hop.")] = None,
+    validation_limit: Annotated[
+        int | None, typer.Option(min=1, help="Validation questions per hop.")
+    ] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    serve: Annotated[bool, typer.Option(help="Make the new version the serving one.")] = True,
+    output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+) -> None:
+    """Train the fusion model on MetaQA, register it and print validation Hits@1 per hop.
+
+    Resumable: run the same command again after an interruption and it goes on from the last
+    finished epoch (retrieved subgraphs are cached as well)."""
+    from autoglm.models.reasoner import ReasonerConfig
+    from autoglm.training.loop import TrainConfig
+    from autoglm.training.run import TrainRequest, run_training
+
+    if not (data / "kb.txt").is_file():
+        _fail(f"{data} holds no kb.txt: pass --data with the MetaQA folder")
+    request = TrainRequest(
+        data=data,
+        hops=_hop_list(hops),
+        validation_fraction=validation_fraction,
+        synthesize_per_hop=synthesize,
+        limit_per_hop=limit,
+        validation_limit_per_hop=validation_limit,
+        train=TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            encoder_learning_rate=encoder_learning_rate,
+            seed=seed,
+        ),
+        reasoner=ReasonerConfig(hidden_dim=hidden_dim),
+        serve=serve,
+    )
+    try:
+        report = run_training(Settings(), request)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    for name, value in sorted(report.metrics.items()):
+        err.print(f"validation {name}: {100 * value:.2f}")
+    text = json.dumps(report.as_dict(), indent=2)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")
+    print(text)
+
+
 def main() -> None:
     app()

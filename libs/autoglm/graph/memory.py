@@ -92,7 +92,5 @@ class InMemoryGraph:
                     if (relation, forward) == wanted and other not in skip:
                         sources[other].add(key)
             ranked = sorted(sources, key=lambda k: (-len(sources[k]), k))[: request.limit]
-            out.append(
-                [TargetRow(k, self.names[k], "", tuple(sorted(sources[k]))) for k in ranked]
-            )
+            out.append([TargetRow(k, self.names[k], "", tuple(sorted(sources[k]))) for k in ranked])
         return out
