@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -28,16 +29,47 @@ REASONER_PREFIX = "reasoner."
 class FusionModule(nn.Module):
     """Text encoder and reasoner as one module, so one state dict holds a whole version."""
 
-    def __init__(self, encoder: TextEncoder, config: ReasonerConfig) -> None:
+    def __init__(
+        self, encoder: TextEncoder, config: ReasonerConfig, token_cache_size: int = 0
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.reasoner = GraphTextReasoner(config)
         self._relation_cache: dict[str, Tensor] = {}
+        # Question token states of a frozen encoder, by text: training sees every question once
+        # an epoch, and the encoder forward would otherwise cost more than the reasoner.
+        self.token_cache_size = token_cache_size
+        self._token_cache: OrderedDict[str, Tensor] = OrderedDict()
+
+    @property
+    def encoder_trainable(self) -> bool:
+        return self.training and any(p.requires_grad for p in self.encoder.parameters())
+
+    def question_states(self, questions: list[str]) -> tuple[Tensor, Tensor]:
+        """Token states :math:`(B, T, H)` and mask :math:`(B, T)` of the questions."""
+        if self.encoder_trainable or self.token_cache_size <= 0:
+            return self.encoder.token_states(questions)
+        missing = [q for q in dict.fromkeys(questions) if q not in self._token_cache]
+        if missing:
+            with torch.no_grad():
+                states, mask = self.encoder.token_states(missing)
+            for question, state, valid in zip(missing, states, mask, strict=True):
+                self._token_cache[question] = state[: int(valid.sum())].clone()
+        sequences = []
+        for question in questions:
+            self._token_cache.move_to_end(question)
+            sequences.append(self._token_cache[question])
+        while len(self._token_cache) > self.token_cache_size:
+            self._token_cache.popitem(last=False)
+        lengths = torch.tensor([len(s) for s in sequences], device=sequences[0].device)
+        padded = nn.utils.rnn.pad_sequence(sequences, batch_first=True)
+        mask = (torch.arange(padded.shape[1], device=padded.device) < lengths[:, None]).long()
+        return padded, mask
 
     def relation_states(self, relations: list[str]) -> Tensor:
         """Pooled embeddings of relation names. Cached when the encoder is not being trained,
         since a KB has few relation types and they recur in every batch."""
-        if self.training and any(p.requires_grad for p in self.encoder.parameters()):
+        if self.encoder_trainable:
             return self.encoder([relation_text(r) for r in relations])
         missing = [r for r in relations if r not in self._relation_cache]
         if missing:
@@ -47,10 +79,12 @@ class FusionModule(nn.Module):
         return torch.stack([self._relation_cache[r] for r in relations])
 
     def clear_relation_cache(self) -> None:
+        """Forget cached encoder outputs (after the encoder's weights change)."""
         self._relation_cache.clear()
+        self._token_cache.clear()
 
     def forward(self, questions: list[str], batch: GraphBatch) -> ReasonerOutput:
-        tokens, mask = self.encoder.token_states(questions)
+        tokens, mask = self.question_states(questions)
         output: ReasonerOutput = self.reasoner(
             tokens, mask, self.relation_states(batch.relations), batch
         )

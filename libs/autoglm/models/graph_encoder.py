@@ -71,7 +71,8 @@ class QuestionConditionedGAT(nn.Module):
         - **x:** node states :math:`(N, D)`
         - **edge_index:** :math:`(2, E)` including self-loops
         - **edge_relation:** relation embeddings :math:`(E, D)`
-        - **edge_instruction:** per-edge hop instructions :math:`(E, K, D)`
+        - **instructions:** hop instructions :math:`(B, K, D)`, **edge_graph:** :math:`(E,)`
+          the graph of each edge
         - **output:** node states :math:`(N, D)` and per-layer attention :math:`K \times (E,)`
     """
 
@@ -102,11 +103,16 @@ class QuestionConditionedGAT(nn.Module):
             module.reset_parameters()
 
     def forward(
-        self, x: Tensor, edge_index: Tensor, edge_relation: Tensor, edge_instruction: Tensor
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_relation: Tensor,
+        instructions: Tensor,
+        edge_graph: Tensor,
     ) -> tuple[Tensor, list[Tensor]]:
         attentions: list[Tensor] = []
         for hop, (layer, norm) in enumerate(zip(self.layers, self.norms, strict=True)):
-            edge_attr = edge_relation * edge_instruction[:, hop]
+            edge_attr = edge_relation * instructions[edge_graph, hop]
             out, (_, alpha) = layer(
                 x, edge_index, edge_attr=edge_attr, return_attention_weights=True
             )

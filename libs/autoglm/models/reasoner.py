@@ -98,21 +98,27 @@ class GraphTextReasoner(nn.Module):
         weights = mask.unsqueeze(-1).to(token_states.dtype)
         question = (token_states * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, D)
 
-        relation = self.relation_projection(relation_text)[batch.edge_relation]
-        relation = torch.tanh(relation + self.direction_embedding(batch.edge_direction))
-        edge_instructions = instructions[batch.node_graph[batch.edge_index[1]]]  # (E, K, D)
-
-        anchor = batch.is_anchor.to(relation.dtype)
-        reached, contributions = self.transfer(
-            anchor, batch.edge_index, relation, edge_instructions, batch.edge_direction != STAY
+        # One embedding per (relation, direction) pair; edges index the small table.
+        pairs = self.relation_projection(relation_text).unsqueeze(1) + (
+            self.direction_embedding.weight.unsqueeze(0)
         )
+        pair_table = torch.tanh(pairs).flatten(0, 1)  # (3R, D)
+        edge_pair = batch.edge_relation * 3 + batch.edge_direction
+        relation = pair_table[edge_pair]  # (E, D)
+        edge_graph = batch.node_graph[batch.edge_index[1]]
+
+        gate_table = self.transfer.gate_table(instructions, pair_table)  # (B, K, 3R)
+        gates = gate_table[edge_graph, :, edge_pair]  # (E, K)
+        gates = gates * (batch.edge_direction != STAY).unsqueeze(-1).to(gates.dtype)
+        anchor = batch.is_anchor.to(gates.dtype)
+        reached, contributions = self.transfer(anchor, batch.edge_index, gates)
         hop_weights = torch.softmax(self.hop_selector(question), dim=-1)  # (B, K)
         evidence = (hop_weights[batch.node_graph] * reached[1:].T).sum(-1)  # (N,)
 
         x = self.node_embedding(batch.is_anchor.long()) + self.reached_projection(
             torch.cat([reached.T, evidence.unsqueeze(-1)], dim=-1)
         )
-        x, attentions = self.gat(x, batch.edge_index, relation, edge_instructions)
+        x, attentions = self.gat(x, batch.edge_index, relation, instructions, edge_graph)
         x = self.fusion(x, batch.node_graph, token_states, mask)
         logits = self.scorer(x, question[batch.node_graph])
         logits = logits + self.evidence_scale * evidence.clamp(min=1e-6).log()

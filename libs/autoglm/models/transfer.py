@@ -29,11 +29,11 @@ class RelationTransfer(nn.Module):
     by the caller (a soft choice of :math:`t` from the question).
 
     Shapes:
-        - **anchor:** :math:`(N,)` float, **edge_index:** :math:`(2, E)`
-        - **edge_relation:** :math:`(E, D)`, **edge_instruction:** :math:`(E, K, D)`
-        - **transfers:** :math:`(E,)` mask of edges that may transfer (not self-loops)
-        - **output:** scores :math:`(K + 1, N)` (hop 0 is the anchors) and per-hop edge
-          contributions :math:`(K, E)` (:math:`g^{(t)}_e a^{(t-1)}_u`)
+        - **gate_table:** instructions :math:`(B, K, D)`, relation embeddings :math:`(P, D)`
+          -> :math:`(B, K, P)`
+        - **forward:** anchor :math:`(N,)` float, edge_index :math:`(2, E)`, per-edge gates
+          :math:`(E, K)` (zero for self-loops) -> scores :math:`(K + 1, N)` (hop 0 is the
+          anchors) and per-hop edge contributions :math:`(K, E)` (:math:`g^{(t)}_e a^{(t-1)}_u`)
     """
 
     def __init__(self, hidden_dim: int) -> None:
@@ -45,21 +45,14 @@ class RelationTransfer(nn.Module):
     def reset_parameters(self) -> None:
         self.query.reset_parameters()
 
-    def gates(self, edge_relation: Tensor, edge_instruction: Tensor) -> Tensor:
-        """:math:`(E, K)` gate of each edge at each hop."""
-        queries = self.query(edge_instruction)  # (E, K, D)
-        return torch.sigmoid(torch.einsum("ekd,ed->ek", queries, edge_relation) * self.scale)
+    def gate_table(self, instructions: Tensor, relations: Tensor) -> Tensor:
+        """:math:`(B, K, P)` gate of each of the :math:`P` (relation, direction) pairs at each
+        hop of each question: edges only index it, since a KB has few relation types."""
+        queries = self.query(instructions)  # (B, K, D)
+        return torch.sigmoid(torch.einsum("bkd,pd->bkp", queries, relations) * self.scale)
 
-    def forward(
-        self,
-        anchor: Tensor,
-        edge_index: Tensor,
-        edge_relation: Tensor,
-        edge_instruction: Tensor,
-        transfers: Tensor,
-    ) -> tuple[Tensor, Tensor]:
+    def forward(self, anchor: Tensor, edge_index: Tensor, gates: Tensor) -> tuple[Tensor, Tensor]:
         source, target = edge_index
-        gates = self.gates(edge_relation, edge_instruction) * transfers.unsqueeze(-1)
         scores = [anchor]
         contributions = []
         for hop in range(gates.shape[1]):

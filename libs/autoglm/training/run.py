@@ -166,7 +166,8 @@ def run_training(settings: Settings, request: TrainRequest) -> TrainReport:
 
     device = select_device(settings.device)
     encoder = TextEncoder(settings.text_encoder_path or None)
-    module = FusionModule(encoder, request.reasoner)
+    questions = {s.question for s in train} | {s.question for s in validation}
+    module = FusionModule(encoder, request.reasoner, token_cache_size=len(questions))
     run_key = hashlib.sha256(
         json.dumps([cache.fingerprint, asdict(request.train), asdict(request.reasoner)]).encode()
     ).hexdigest()[:16]
