@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     model_registry_dir: Path = Field(
         PROJECT_ROOT / "models", description="Root of the versioned model registry."
     )
+    result_cache_enabled: bool = Field(
+        True, description="Cache answers in Redis (keyed by model version and graph version)."
+    )
+    result_cache_ttl_s: int = Field(3600, ge=1, description="How long a cached answer is kept.")
     confidence_threshold: float = Field(
         0.9, description="Results at least this confident become pseudo-labelled examples."
     )

@@ -29,6 +29,7 @@ import asyncio
 import inspect
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -113,6 +114,7 @@ class _Route(Generic[M]):
     required: Sequence[str]
     core: BatchCoreFunction[M]
     batched: bool
+    broadcast: bool = False  # every replica gets every message (its own consumer group)
 
 
 @dataclass
@@ -176,6 +178,8 @@ class ServiceRuntime:
     ) -> None:
         self.name = name
         self.settings = settings
+        # Tells replicas apart: broadcast routes consume in a group of their own.
+        self.instance_id = uuid.uuid4().hex[:12]
         self.tracer_provider = tracer_provider or setup_tracing(name, settings)
         self.tracer = self.tracer_provider.get_tracer(f"autoglm.{name}")
         self.idempotency: IdempotencyStore = idempotency or MemoryIdempotencyStore()
@@ -223,28 +227,46 @@ class ServiceRuntime:
 
     # --- consuming ----------------------------------------------------------------------------
 
-    def _subscriber_options(self) -> dict[str, Any]:
+    def _subscriber_options(self, broadcast: bool = False) -> dict[str, Any]:
+        if broadcast:
+            # A group per replica, reading only what is published from now on: a replica
+            # that starts later reads the current state at start-up instead (the registry).
+            group, reset = f"{self.settings.group(self.name)}-{self.instance_id}", "latest"
+        else:
+            group, reset = self.settings.group(self.name), "earliest"
         return {
-            "group_id": self.settings.group(self.name),
-            "auto_offset_reset": "earliest",
+            "group_id": group,
+            "auto_offset_reset": reset,
             "ack_policy": AckPolicy.NACK_ON_ERROR,
             "max_poll_interval_ms": 10 * 60 * 1000,
         }
 
     def consume(
-        self, topic: str, message_type: type[M], *, required: Sequence[str] = ("request_id",)
+        self,
+        topic: str,
+        message_type: type[M],
+        *,
+        required: Sequence[str] = ("request_id",),
+        broadcast: bool = False,
     ) -> Callable[[CoreFunction[M]], CoreFunction[M]]:
-        """Register ``core`` as the one-message handler of ``topic`` (from ``bus.topics``)."""
+        """Register ``core`` as the one-message handler of ``topic`` (from ``bus.topics``).
+
+        ``broadcast``: every replica of the service handles every message (control messages
+        such as model updates) instead of sharing the partitions in one consumer group."""
 
         def register(core: CoreFunction[M]) -> CoreFunction[M]:
-            route = _Route(topic, message_type, tuple(required), _per_message(core), False)
+            route = _Route(
+                topic, message_type, tuple(required), _per_message(core), False, broadcast
+            )
 
             async def handle(body: bytes, message: KafkaMessage) -> None:
                 await self._handle(route, _records(message))
 
             handle.__name__ = f"{self.name}_{topic.replace('-', '_')}"
             self.broker.subscriber(
-                self.settings.topic(topic), decoder=_raw_body, **self._subscriber_options()
+                self.settings.topic(topic),
+                decoder=_raw_body,
+                **self._subscriber_options(broadcast),
             )(handle)
             return core
 
@@ -257,12 +279,17 @@ class ServiceRuntime:
         *,
         max_records: int,
         required: Sequence[str] = ("request_id",),
+        max_wait_ms: float | None = None,
     ) -> Callable[[BatchCoreFunction[M]], BatchCoreFunction[M]]:
         """Register ``core`` as the batch handler of ``topic``.
 
-        ``core`` gets up to ``max_records`` decoded messages (whatever has arrived; it never
-        waits for a batch to fill) and returns one ``ItemResult`` per message, in order.
+        ``core`` gets up to ``max_records`` decoded messages (whatever has arrived within
+        ``max_wait_ms``, by default ``consume_poll_ms``: it never waits for a batch to fill
+        once something is there) and returns one ``ItemResult`` per message, in order.
         """
+        wait_ms = (
+            self.settings.consume_poll_ms if max_wait_ms is None else max(1, round(max_wait_ms))
+        )
 
         def register(core: BatchCoreFunction[M]) -> BatchCoreFunction[M]:
             route = _Route(topic, message_type, tuple(required), core, True)
@@ -275,7 +302,7 @@ class ServiceRuntime:
                 self.settings.topic(topic),
                 batch=True,
                 max_records=max_records,
-                batch_timeout_ms=self.settings.consume_poll_ms,
+                batch_timeout_ms=wait_ms,
                 decoder=_raw_bodies,
                 **self._subscriber_options(),
             )(handle)
@@ -332,7 +359,8 @@ class ServiceRuntime:
         envelope.decoded = decoded
 
     def _key(self, route: _Route[Any], envelope: _Envelope) -> str:
-        return f"{self.name}:{route.topic}:{envelope.request_id}"
+        owner = f"{self.name}@{self.instance_id}" if route.broadcast else self.name
+        return f"{owner}:{route.topic}:{envelope.request_id}"
 
     async def _handle_envelopes(self, route: _Route[Any], envelopes: list[_Envelope]) -> None:
         acks: list[Awaitable[Any]] = []

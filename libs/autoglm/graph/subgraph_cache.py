@@ -22,51 +22,22 @@ logged when it goes down and an info line when it is back.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
-import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from google.protobuf.message import DecodeError
-from redis.exceptions import RedisError
 
 from autoglm.contracts import Subgraph
+from autoglm.redis_cache import CacheStats, ProtoCache
 from autoglm.settings import Settings
 
-log = logging.getLogger(__name__)
-
-_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+__all__ = ["CacheStats", "SubgraphCache"]
 
 
-@dataclass
-class CacheStats:
-    hits: int = 0
-    misses: int = 0
-    writes: int = 0
-    errors: int = 0
-    bypassed: int = 0
-
-
-class SubgraphCache:
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        *,
-        namespace: str,
-        ttl_s: int,
-        retry_after_s: float = 5.0,
-    ) -> None:
-        self._redis = client
-        self.namespace = namespace
-        self.ttl_s = ttl_s
-        self.retry_after_s = retry_after_s
-        self.stats = CacheStats()
-        self._down_until = 0.0
+class SubgraphCache(ProtoCache[Subgraph]):
+    message_type = Subgraph
+    what = "subgraph"
 
     @classmethod
     def connect(cls, settings: Settings) -> SubgraphCache:
@@ -104,65 +75,3 @@ class SubgraphCache:
             json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()
         ).hexdigest()
         return f"{self.namespace}:g{graph_version}:{digest}"
-
-    def _available(self) -> bool:
-        if time.monotonic() < self._down_until:
-            self.stats.bypassed += 1
-            return False
-        return True
-
-    def _failed(self, action: str, exc: BaseException) -> None:
-        self.stats.errors += 1
-        if not self._down_until:
-            log.warning(
-                "subgraph cache %s failed, retrieving from Neo4j: %s",
-                action,
-                exc,
-                extra={"error": str(exc), "retry_after_s": self.retry_after_s},
-            )
-        self._down_until = time.monotonic() + self.retry_after_s
-
-    def _succeeded(self) -> None:
-        if self._down_until:
-            log.info("subgraph cache reachable again")
-            self._down_until = 0.0
-
-    async def get(self, key: str) -> Subgraph | None:
-        if not self._available():
-            return None
-        try:
-            raw = await self._redis.get(key)
-        except _FAILURES as exc:
-            self._failed("read", exc)
-            return None
-        self._succeeded()
-        if raw is None:
-            self.stats.misses += 1
-            return None
-        subgraph = Subgraph()
-        try:
-            subgraph.ParseFromString(raw if isinstance(raw, bytes) else raw.encode())
-        except DecodeError as exc:
-            log.warning("corrupt cached subgraph ignored", extra={"key": key, "error": str(exc)})
-            self.stats.misses += 1
-            return None
-        self.stats.hits += 1
-        return subgraph
-
-    async def put(self, key: str, subgraph: Subgraph) -> None:
-        if not self._available():
-            return
-        try:
-            await self._redis.set(
-                key, subgraph.SerializeToString(deterministic=True), ex=self.ttl_s
-            )
-        except _FAILURES as exc:
-            self._failed("write", exc)
-            return
-        self._succeeded()
-        self.stats.writes += 1
-
-    async def close(self) -> None:
-        # Closing the client of a dead server must not fail shutdown.
-        with contextlib.suppress(*_FAILURES):
-            await self._redis.aclose()

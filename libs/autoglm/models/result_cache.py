@@ -1,0 +1,68 @@
+"""Redis cache of answers, keyed by what an answer depends on (Redis down: answers are computed).
+
+Key: ``{namespace}:m{model version}:g{graph version}:{sha256}`` of the normalised input: the
+question text the model reads, the anchor keys, k and top-k. A new model version or any write to
+the graph changes the key, so a stale answer is never served; old entries expire with the TTL.
+Only answered results (status OK) are cached, without their request id and timings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import redis.asyncio as aioredis
+
+from autoglm.contracts import GraphNode, ReasoningInput, Result
+from autoglm.redis_cache import ProtoCache
+from autoglm.settings import Settings
+
+
+def normalized_question(item: ReasoningInput) -> str:
+    text = item.question.normalized_text or item.question.question.text
+    return " ".join(text.split()).lower()
+
+
+class ResultCache(ProtoCache[Result]):
+    message_type = Result
+    what = "result"
+
+    @classmethod
+    def connect(cls, settings: Settings) -> ResultCache:
+        client = aioredis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.subgraph_cache_timeout_s,
+            socket_connect_timeout=settings.subgraph_cache_timeout_s,
+        )
+        return cls(
+            client,
+            namespace=f"{settings.topic_prefix}result",
+            ttl_s=settings.result_cache_ttl_s,
+            retry_after_s=settings.subgraph_cache_retry_after_s,
+        )
+
+    def key(self, model_version: str, item: ReasoningInput) -> str:
+        parts = {
+            "question": normalized_question(item),
+            "anchors": sorted(node.key for node in _anchors(item)),
+            "hops": item.hops,
+            "top_k": item.top_k,
+        }
+        digest = hashlib.sha256(
+            json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()
+        return f"{self.namespace}:m{model_version}:g{item.graph_version}:{digest}"
+
+
+def _anchors(item: ReasoningInput) -> list[GraphNode]:
+    nodes = item.subgraph.nodes
+    return [nodes[i] for i in item.subgraph.anchor_indices if i < len(nodes)]
+
+
+def cacheable(result: Result) -> Result:
+    """The part of a result that is the same for every asker: no request id, no timings."""
+    stored = Result()
+    stored.CopyFrom(result)
+    stored.request_id = ""
+    del stored.timings[:]
+    return stored
