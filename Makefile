@@ -75,7 +75,11 @@ services-up: stack-up  ## start the four services in the background
 services-down:
 	$(VENV)/bin/autoglm services stop
 
-demo: services-up  ## set up, start everything, ingest a sample KB, ask sample questions
+# The trained checkpoint kept in samples/model serves until a model trained here is promoted.
+model-bundled: $(STAMPS)/venv
+	$(VENV)/bin/autoglm models import --serve --if-untrained
+
+demo: setup model-bundled services-up  ## set up, start everything, ingest a sample KB, ask sample questions
 	$(VENV)/bin/autoglm demo
 	@echo "Everything keeps running: 'make services-down stack-down' stops it."
 

@@ -60,13 +60,19 @@ def build(
     )
     async def on_inputs(items: Sequence[Incoming[ReasoningInput]]) -> list[ItemResult]:
         model = holder.current  # one version for the whole batch, whatever swaps meanwhile
-        inputs = [item.message for item in items]
+        checks = [_within_caps(item.message, settings) for item in items]
+        inputs = [item.message for item, error in zip(items, checks, strict=True) if not error]
         cached = await _cached_results(cache, model.version, inputs)
         todo = [i for i, hit in zip(inputs, cached, strict=True) if hit is None]
         # The forward pass is CPU/GPU-bound: keep the event loop (heartbeats, fetches) free.
         computed = iter(await asyncio.to_thread(answer, model, todo) if todo else [])
+        valid = iter(zip(inputs, cached, strict=True))
         results: list[ItemResult] = []
-        for item, hit in zip(inputs, cached, strict=True):
+        for error in checks:
+            if error is not None:
+                results.append(error)
+                continue
+            item, hit = next(valid)
             result = hit if hit is not None else next(computed)
             if hit is None and cache is not None and result.status == ResultStatus.RESULT_STATUS_OK:
                 await cache.put(cache.key(model.version, item), cacheable(result))
@@ -91,6 +97,32 @@ def build(
         return []
 
     return runtime
+
+
+def _within_caps(item: ReasoningInput, settings: Settings) -> BadInputError | None:
+    """Subgraphs over the caps (published by hand, or by a graph-builder with other settings)
+    would blow the batch's memory: they are refused, not truncated silently."""
+    graph = item.subgraph
+    if len(graph.nodes) > settings.subgraph_max_nodes or (
+        len(graph.edge_source) > settings.subgraph_max_edges
+    ):
+        return BadInputError(
+            f"subgraph of {len(graph.nodes)} nodes and {len(graph.edge_source)} edges is over "
+            f"the caps ({settings.subgraph_max_nodes} nodes, {settings.subgraph_max_edges} edges)",
+            error_type="subgraph_over_caps",
+        )
+    sizes = {len(graph.edge_source), len(graph.edge_target), len(graph.edge_relation)}
+    bad_index = any(i >= len(graph.nodes) for i in (*graph.edge_source, *graph.edge_target))
+    if (
+        len(sizes) > 1
+        or bad_index
+        or any(r >= len(graph.relation_types) for r in graph.edge_relation)
+    ):
+        return BadInputError(
+            "subgraph edges refer to nodes or relations it does not have",
+            error_type="invalid_subgraph",
+        )
+    return None
 
 
 async def _cached_results(

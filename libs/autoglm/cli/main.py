@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from autoglm.cli.evaluate import evaluate, read_qa_file
+from autoglm.cli.models import models_app
 from autoglm.cli.requests import (
     IngestSummary,
     ask,
@@ -36,6 +38,7 @@ ingest_app = typer.Typer(help="Feed the knowledge graph through Kafka.", no_args
 app.add_typer(stack_app, name="stack")
 app.add_typer(services_app, name="services")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(models_app, name="models")
 
 out = Console()
 err = Console(stderr=True)
@@ -176,13 +179,17 @@ def eval_command(
     no_brackets: Annotated[
         bool, typer.Option("--no-brackets", help="Remove [topic] marks: test linking.")
     ] = False,
-    hops: Annotated[int, typer.Option(min=0, max=3, help="0: service default.")] = 0,
+    hops: Annotated[
+        int, typer.Option(min=0, max=3, help="0: from a '<k>hop' file name, else the default.")
+    ] = 0,
     concurrency: Annotated[int, typer.Option(min=1, help="Questions in flight.")] = 64,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for one answer.")] = 120.0,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON here.")] = None,
 ) -> None:
     """Push a QA file through the pipeline via Kafka; print hits@1/5, errors, throughput and
     latency percentiles as JSON (progress on stderr)."""
+    if hops == 0 and (match := re.search(r"([123])hop", qa.name)):
+        hops = int(match.group(1))
     try:
         items = read_qa_file(qa, limit, no_brackets)
     except ValueError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -15,6 +16,8 @@ from autoglm.models.text_encoder import TextEncoder
 from autoglm.models.zero_shot import ZeroShotPathScorer
 from autoglm.registry import BUILTIN_VERSION, ModelLoadError, ModelRegistry
 from autoglm.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def select_device(setting: str) -> torch.device:
@@ -59,7 +62,21 @@ def load_model(settings: Settings, version: str) -> AnswerModel:
 
 
 def load_serving_model(settings: Settings) -> AnswerModel:
-    return load_model(settings, ModelRegistry(settings.model_registry_dir).serving_version())
+    """The registry's serving version. If it cannot be loaded (a corrupt or missing checkpoint)
+    the service still starts, on the built-in model, and says so loudly: every result names the
+    model version that produced it, and ``autoglm models promote`` fixes it without a restart."""
+    version = ModelRegistry(settings.model_registry_dir).serving_version()
+    try:
+        return load_model(settings, version)
+    except ModelLoadError as exc:
+        if version == BUILTIN_VERSION:
+            raise
+        log.error(
+            "serving version cannot be loaded; serving the built-in model until a version is "
+            "promoted",
+            extra={"version": version, "error": exc.reason, "fallback": BUILTIN_VERSION},
+        )
+        return load_model(settings, BUILTIN_VERSION)
 
 
 def answer(model: AnswerModel, inputs: Sequence[ReasoningInput]) -> list[Result]:

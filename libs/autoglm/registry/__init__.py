@@ -142,6 +142,29 @@ class ModelRegistry:
             raise
         return self.get(version)
 
+    def import_version(self, source: Path) -> ModelVersion:
+        """Copy a version directory (``meta.json`` + weights, e.g. the checkpoint bundled with
+        the repository) into the registry under its own name; a no-op when it is there."""
+        meta_file = source / "meta.json"
+        if not meta_file.is_file() or not (source / WEIGHTS_FILE).is_file():
+            raise ModelLoadError(
+                f"{source} is not a model version (needs meta.json and {WEIGHTS_FILE})",
+                error_type="model_missing",
+            )
+        json.loads(meta_file.read_text())  # refuse a torn meta.json before copying
+        target = self._versions_dir / source.name
+        if not target.is_dir():
+            self._versions_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self._versions_dir))
+            try:
+                for name in ("meta.json", WEIGHTS_FILE):
+                    shutil.copyfile(source / name, staging / name)
+                os.replace(staging, target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        return self.get(source.name)
+
     def set_serving(self, version: str) -> None:
         """Point serving at ``version``; the previous one is remembered for ``rollback``."""
         self.get(version)  # refuse to point at nothing
