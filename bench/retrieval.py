@@ -38,7 +38,6 @@ import platform
 import random
 import re
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -51,6 +50,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import torch
+from common import git_commit
 
 from autoglm.graph.bulk import load_kb_direct
 from autoglm.graph.path_scoring import (
@@ -267,19 +267,6 @@ async def ensure_kb(store: GraphStore, data: Path, load: bool) -> dict[str, int]
             "adds to what is there) or point --neo4j-port at a stack that holds only the KB"
         )
     return {"entities": int(row["entities"]), "triples": int(row["triples"])}
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=PROJECT_ROOT,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
 
 
 async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
