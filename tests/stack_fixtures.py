@@ -89,15 +89,34 @@ def _containers(prefix: str) -> Iterator[Settings]:
         )
 
 
-@pytest.fixture(scope="session")
-def stack_settings() -> Iterator[Settings]:
-    prefix = f"test-{uuid.uuid4().hex[:8]}."
+def _servers(prefix: str) -> Iterator[Settings]:
     if os.environ.get("AUTOGLM_TEST_ENDPOINTS") == "env":
         yield Settings(topic_prefix=prefix, consumer_group_prefix=prefix)
     elif docker_engine_answers():
         yield from _containers(prefix)
     else:
         yield from _local_stack(prefix)
+
+
+def bundled_registry(root: Path) -> Path:
+    """A registry of the test session's own that serves the checkpoint kept in samples/model,
+    so the services under test answer with a trained model and never with whatever a
+    developer has trained or promoted in ./models."""
+    from autoglm.registry import ModelRegistry
+
+    registry = ModelRegistry(root)
+    versions = sorted(p for p in (PROJECT_ROOT / "samples" / "model").iterdir() if p.is_dir())
+    assert versions, "samples/model holds no model version"
+    registry.set_serving(registry.import_version(versions[-1]).version)
+    return root
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    prefix = f"test-{uuid.uuid4().hex[:8]}."
+    registry = bundled_registry(tmp_path_factory.mktemp("models"))
+    for settings in _servers(prefix):
+        yield settings.model_copy(update={"model_registry_dir": registry})
 
 
 @pytest.fixture(scope="session")
