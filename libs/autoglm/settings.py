@@ -127,6 +127,12 @@ class Settings(BaseSettings):
         True, description="Cache answers in Redis (keyed by model version and graph version)."
     )
     result_cache_ttl_s: int = Field(3600, ge=1, description="How long a cached answer is kept.")
+    encoding_cache_enabled: bool = Field(
+        True, description="Cache question encodings (text encoder token states) in Redis."
+    )
+    encoding_cache_ttl_s: int = Field(
+        24 * 3600, ge=1, description="How long a cached question encoding is kept."
+    )
     confidence_threshold: float = Field(
         0.9, description="Results at least this confident become pseudo-labelled examples."
     )

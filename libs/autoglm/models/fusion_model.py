@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from autoglm.contracts import Answer, PathEdge, ReasoningInput, Subgraph
 from autoglm.models.base import Prediction
 from autoglm.models.batching import GraphBatch, collate_subgraphs, relation_text
+from autoglm.models.encoding_cache import EncodingCache
 from autoglm.models.reasoner import (
     GraphTextReasoner,
     PathTracer,
@@ -40,30 +41,47 @@ class FusionModule(nn.Module):
         # an epoch, and the encoder forward would otherwise cost more than the reasoner.
         self.token_cache_size = token_cache_size
         self._token_cache: OrderedDict[str, Tensor] = OrderedDict()
+        self.encoding_cache: EncodingCache | None = None
 
     @property
     def encoder_trainable(self) -> bool:
         return self.training and any(p.requires_grad for p in self.encoder.parameters())
 
     def question_states(self, questions: list[str]) -> tuple[Tensor, Tensor]:
-        """Token states :math:`(B, T, H)` and mask :math:`(B, T)` of the questions."""
-        if self.encoder_trainable or self.token_cache_size <= 0:
+        """Token states :math:`(B, T, H)` and mask :math:`(B, T)` of the questions.
+
+        A frozen encoder's states are looked up before they are computed: in this process
+        (``token_cache_size`` entries, for training), then in Redis (``encoding_cache``, for
+        serving replicas)."""
+        if self.encoder_trainable or (self.token_cache_size <= 0 and self.encoding_cache is None):
             return self.encoder.token_states(questions)
-        missing = [q for q in dict.fromkeys(questions) if q not in self._token_cache]
+        wanted = list(dict.fromkeys(questions))
+        found = {q: self._token_cache[q] for q in wanted if q in self._token_cache}
+        missing = [q for q in wanted if q not in found]
+        if missing and self.encoding_cache is not None:
+            found.update(self.encoding_cache.get_many(missing))
+            missing = [q for q in missing if q not in found]
         if missing:
             with torch.no_grad():
                 states, mask = self.encoder.token_states(missing)
-            for question, state, valid in zip(missing, states, mask, strict=True):
-                self._token_cache[question] = state[: int(valid.sum())].clone()
-        sequences = []
-        for question in questions:
-            self._token_cache.move_to_end(question)
-            sequences.append(self._token_cache[question])
-        while len(self._token_cache) > self.token_cache_size:
-            self._token_cache.popitem(last=False)
-        lengths = torch.tensor([len(s) for s in sequences], device=sequences[0].device)
+            computed = {
+                q: state[: int(valid.sum())].clone()
+                for q, state, valid in zip(missing, states, mask, strict=True)
+            }
+            found.update(computed)
+            if self.encoding_cache is not None:
+                self.encoding_cache.put_many(computed)
+        if self.token_cache_size > 0:
+            for question in wanted:
+                self._token_cache[question] = found[question]
+                self._token_cache.move_to_end(question)
+            while len(self._token_cache) > self.token_cache_size:
+                self._token_cache.popitem(last=False)
+        device = self.encoder.device
+        sequences = [found[q].to(device) for q in questions]
+        lengths = torch.tensor([len(s) for s in sequences], device=device)
         padded = nn.utils.rnn.pad_sequence(sequences, batch_first=True)
-        mask = (torch.arange(padded.shape[1], device=padded.device) < lengths[:, None]).long()
+        mask = (torch.arange(padded.shape[1], device=device) < lengths[:, None]).long()
         return padded, mask
 
     def relation_states(self, relations: list[str]) -> Tensor:

@@ -10,6 +10,7 @@ import torch
 
 from autoglm.contracts import SCHEMA_VERSION, HopTiming, ReasoningInput, Result, ResultStatus
 from autoglm.models.base import AnswerModel
+from autoglm.models.encoding_cache import EncodingCache
 from autoglm.models.fusion_model import FusionAnswerModel, FusionModule, load_weights
 from autoglm.models.reasoner import ReasonerConfig
 from autoglm.models.text_encoder import TextEncoder
@@ -58,6 +59,10 @@ def load_model(settings: Settings, version: str) -> AnswerModel:
         raise ModelLoadError(
             f"{version}: weights do not fit the model: {exc}", error_type="model_corrupt"
         ) from exc
+    if settings.encoding_cache_enabled:
+        fine_tuned = entry.meta.get("text_encoder") == "fine-tuned"
+        encoder_id = version if fine_tuned else f"pretrained:{settings.text_encoder_path or ''}"
+        module.encoding_cache = EncodingCache.connect(settings, encoder_id)
     return FusionAnswerModel(version, module.to(device), float(entry.meta.get("temperature", 1.0)))
 
 

@@ -248,7 +248,7 @@ def plot_history(history: History, path: Path) -> None:
 
     figure, (loss_axis, hits_axis) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axis.plot(history.epochs, history.train_loss, marker="o")
-    loss_axis.set(title="training loss (KL to gold answers)", xlabel="epoch")
+    loss_axis.set(title="training loss (answer KL + evidence BCE)", xlabel="epoch")
     for name in sorted({k for v in history.validation for k in v}):
         hits_axis.plot(
             history.epochs,
