@@ -15,7 +15,7 @@ from pydantic import Field
 
 from autoglm.bus import topics
 from autoglm.bus.idempotency import IdempotencyStore
-from autoglm.bus.service import HandlerContext, Incoming, ItemResult, Outgoing, ServiceRuntime
+from autoglm.bus.service import Incoming, ItemResult, Outgoing, ServiceRuntime
 from autoglm.contracts import SCHEMA_VERSION, GraphCommit, ParsedDocument, ParsedQuestion
 from autoglm.errors import BadInputError
 from autoglm.graph.questions import QuestionGrounder
@@ -28,6 +28,12 @@ SERVICE = "graph-builder"
 class GraphBuilderSettings(Settings):
     graph_batch_size: int = Field(
         64, ge=1, description="Most parsed documents one poll brings into a write batch."
+    )
+    question_batch_size: int = Field(
+        32,
+        ge=1,
+        description="Most parsed questions grounded together (one encoder call for their "
+        "scoring texts, linking and retrieval concurrent).",
     )
     graph_write_max_triples: int = Field(
         10_000,
@@ -102,9 +108,14 @@ def build(
                 results[index] = [Outgoing(topics.GRAPH_COMMITS, commit, key=document.document_id)]
         return results
 
-    @runtime.consume(topics.PARSED_QUESTIONS, ParsedQuestion, required=("request_id", "question"))
-    async def on_question(question: ParsedQuestion, ctx: HandlerContext) -> list[Outgoing]:
-        reasoning_input = await grounder.ground(question)
-        return [Outgoing(topics.REASONING_INPUTS, reasoning_input, key=question.request_id)]
+    @runtime.consume_batch(
+        topics.PARSED_QUESTIONS,
+        ParsedQuestion,
+        max_records=settings.question_batch_size,
+        required=("request_id", "question"),
+    )
+    async def on_questions(items: Sequence[Incoming[ParsedQuestion]]) -> list[ItemResult]:
+        grounded = await grounder.ground_many([item.message for item in items])
+        return [[Outgoing(topics.REASONING_INPUTS, r, key=r.request_id)] for r in grounded]
 
     return runtime

@@ -162,11 +162,21 @@ class RelationPathScorer:
             return out
 
     def encode_question(self, text: str) -> QuestionEncoding:
+        return self.encode_questions([text])[0]
+
+    def encode_questions(self, texts: Sequence[str]) -> list[QuestionEncoding]:
+        """Encodings of many questions with one encoder call (how a batch of questions is
+        grounded: the encoder costs per call far more than per extra sentence)."""
+        if not texts:
+            return []
         with self._lock, torch.inference_mode():
-            vector = self.embed([text])[0].detach().cpu()
-        words = tuple(content_words(text))
-        word_vectors = self._cached_vectors(list(words)) if words else torch.empty(0)
-        return QuestionEncoding(text, vector, words, word_vectors)
+            vectors = self.embed(list(texts)).detach().cpu()
+        encodings = []
+        for text, vector in zip(texts, vectors, strict=True):
+            words = tuple(content_words(text))
+            word_vectors = self._cached_vectors(list(words)) if words else torch.empty(0)
+            encodings.append(QuestionEncoding(text, vector, words, word_vectors))
+        return encodings
 
     def step_match(self, question: QuestionEncoding, relation: str) -> float:
         """How well the question names the relation, in [0, 1]: 1 for a shared stem, else the

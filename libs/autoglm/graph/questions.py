@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 from autoglm.contracts import (
     SCHEMA_VERSION,
     HopTiming,
+    LinkingReport,
     ParsedQuestion,
     ReasoningInput,
     ResultStatus,
 )
 from autoglm.graph.linking import EntityLinker
-from autoglm.graph.path_scoring import RelationPathScorer, load_path_scorer, scoring_text
+from autoglm.graph.path_scoring import (
+    QuestionEncoding,
+    RelationPathScorer,
+    load_path_scorer,
+    scoring_text,
+)
 from autoglm.graph.retrieval import GuidanceParams, RetrievalCaps, SubgraphRetriever
 from autoglm.graph.store import GraphStore
 from autoglm.graph.subgraph_cache import SubgraphCache
@@ -69,32 +76,94 @@ class QuestionGrounder:
             self.retriever.cache = self._own_cache = None
 
     async def ground(self, question: ParsedQuestion) -> ReasoningInput:
-        return await prepare_reasoning_input(
-            question, self.store, self.linker, self.retriever, self.settings
+        return (await self.ground_many([question]))[0]
+
+    async def ground_many(self, questions: Sequence[ParsedQuestion]) -> list[ReasoningInput]:
+        """A batch of questions: linked concurrently, their scoring texts encoded with one
+        encoder call, their subgraphs retrieved concurrently (Neo4j serves them in parallel)."""
+        started = time.perf_counter()
+        graph_version = await self.store.graph_version()
+        # With the text, questions without [brackets] are linked by n-grams too.
+        links = await asyncio.gather(
+            *(self.linker.link(q.mentions, text=q.normalized_text) for q in questions)
+        )
+        texts = [
+            _scoring_text(q, linking) if linking.anchors else None
+            for q, linking in zip(questions, links, strict=True)
+        ]
+        encodings: dict[str, QuestionEncoding] = {}
+        scorer = self.retriever.scorer
+        wanted = sorted({t for t in texts if t})
+        if scorer is not None and len(wanted) > 1:
+            encoded = await asyncio.to_thread(scorer.encode_questions, wanted)
+            encodings = dict(zip(wanted, encoded, strict=True))
+        linked_ms = (time.perf_counter() - started) * 1000.0
+        return list(
+            await asyncio.gather(
+                *(
+                    self._ground_linked(q, linking, graph_version, text, encodings, linked_ms)
+                    for q, linking, text in zip(questions, links, texts, strict=True)
+                )
+            )
         )
 
+    async def _ground_linked(
+        self,
+        question: ParsedQuestion,
+        linking: LinkingReport,
+        graph_version: int,
+        text: str | None,
+        encodings: dict[str, QuestionEncoding],
+        linked_ms: float,
+    ) -> ReasoningInput:
+        started = time.perf_counter()
+        output = _reasoning_input(question, self.settings, graph_version, linking)
+        if linking.anchors:
+            caps = RetrievalCaps(
+                hops=output.hops,
+                max_nodes=self.settings.subgraph_max_nodes,
+                max_edges=self.settings.subgraph_max_edges,
+            )
+            anchors = list(dict.fromkeys(a.key for a in linking.anchors))
+            subgraph = await self.retriever.retrieve(
+                anchors,
+                caps,
+                text,
+                graph_version=graph_version,
+                encoding=encodings.get(text or ""),
+            )
+            output.subgraph.CopyFrom(subgraph)
+            if len(subgraph.nodes) <= len(subgraph.anchor_indices):
+                output.status = ResultStatus.RESULT_STATUS_EMPTY_SUBGRAPH
+                output.error = "the anchor entities have no neighbours in the graph"
+        milliseconds = linked_ms + (time.perf_counter() - started) * 1000.0
+        output.timings.append(HopTiming(service="graph-builder", milliseconds=milliseconds))
+        return output
 
-async def prepare_reasoning_input(
-    question: ParsedQuestion,
-    store: GraphStore,
-    linker: EntityLinker,
-    retriever: SubgraphRetriever,
-    settings: Settings,
+
+def _scoring_text(question: ParsedQuestion, linking: LinkingReport) -> str:
+    # The anchors' own names must not vote for a relation ("The Director", "Written").
+    return scoring_text(
+        question.normalized_text or question.question.text,
+        [a.mention for a in linking.anchors] + [a.name for a in linking.anchors],
+    )
+
+
+def _reasoning_input(
+    question: ParsedQuestion, settings: Settings, graph_version: int, linking: LinkingReport
 ) -> ReasoningInput:
-    started = time.perf_counter()
-    hops = question.question.hops or settings.default_hops
-    top_k = question.question.top_k or settings.default_top_k
+    """The reasoning input of a linked question, before retrieval; an error status when the
+    question could not be linked (reported, never guessed)."""
     output = ReasoningInput(
         request_id=question.request_id,
         schema_version=SCHEMA_VERSION,
         question=question,
-        hops=hops,
-        top_k=top_k,
+        hops=question.question.hops or settings.default_hops,
+        top_k=question.question.top_k or settings.default_top_k,
         status=ResultStatus.RESULT_STATUS_OK,
+        graph_version=graph_version,
     )
     output.timings.extend(question.timings)
-    output.graph_version = await store.graph_version()
-    linking = await linker.link(question.mentions)
     output.linking.CopyFrom(linking)
     if not linking.anchors:
         if linking.unlinked_mentions and any(m.source == "bracket" for m in question.mentions):
@@ -106,22 +175,4 @@ async def prepare_reasoning_input(
             output.error = "no mention could be linked unambiguously" + (
                 f" (ambiguous: {', '.join(ambiguous)})" if ambiguous else ""
             )
-    else:
-        caps = RetrievalCaps(
-            hops=hops, max_nodes=settings.subgraph_max_nodes, max_edges=settings.subgraph_max_edges
-        )
-        anchors = list(dict.fromkeys(a.key for a in linking.anchors))
-        # The anchors' own names must not vote for a relation ("The Director", "Written").
-        text = scoring_text(
-            question.normalized_text or question.question.text,
-            [a.mention for a in linking.anchors] + [a.name for a in linking.anchors],
-        )
-        subgraph = await retriever.retrieve(anchors, caps, text, graph_version=output.graph_version)
-        output.subgraph.CopyFrom(subgraph)
-        if len(subgraph.nodes) <= len(subgraph.anchor_indices):
-            output.status = ResultStatus.RESULT_STATUS_EMPTY_SUBGRAPH
-            output.error = "the anchor entities have no neighbours in the graph"
-    output.timings.append(
-        HopTiming(service="graph-builder", milliseconds=(time.perf_counter() - started) * 1000.0)
-    )
     return output

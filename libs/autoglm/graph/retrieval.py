@@ -414,10 +414,12 @@ class SubgraphRetriever:
         question: str | None = None,
         *,
         graph_version: int | None = None,
+        encoding: QuestionEncoding | None = None,
     ) -> Subgraph:
         """The subgraph around ``anchors`` (entity keys), guided by ``question`` (the text
         from ``path_scoring.scoring_text``) when given. ``graph_version`` (read from the store
-        when not given) keys the cache."""
+        when not given) keys the cache; ``encoding`` is the question's, when the caller has
+        encoded a batch of questions at once."""
         keys = sorted(set(anchors))
         if not keys:
             return Subgraph()
@@ -438,13 +440,19 @@ class SubgraphRetriever:
             cached = await self.cache.get(cache_key)
             if cached is not None:
                 return cached
-        subgraph = await self._retrieve(keys, caps, text)
+        if encoding is not None and encoding.text != text:
+            encoding = None  # not this question's: encode it here
+        subgraph = await self._retrieve(keys, caps, text, encoding)
         if cache_key is not None and self.cache is not None:
             await self.cache.put(cache_key, subgraph)
         return subgraph
 
     async def _retrieve(
-        self, anchors: list[str], caps: RetrievalCaps, text: str | None
+        self,
+        anchors: list[str],
+        caps: RetrievalCaps,
+        text: str | None,
+        encoding: QuestionEncoding | None = None,
     ) -> Subgraph:
         builder = _SubgraphBuilder(caps)
         scorer = self.scorer if text is not None else None
@@ -452,6 +460,8 @@ class SubgraphRetriever:
         async def encode() -> QuestionEncoding | None:
             if scorer is None or text is None:
                 return None
+            if encoding is not None:
+                return encoding
             return await asyncio.to_thread(scorer.encode_question, text)
 
         # The encoder (CPU) runs while Neo4j looks the anchors up.

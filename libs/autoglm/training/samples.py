@@ -16,17 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from autoglm.contracts import Subgraph
 from autoglm.graph.memory import InMemoryGraph
-from autoglm.graph.path_scoring import (
-    QuestionEncoding,
-    RelationPathScorer,
-    content_words,
-    scoring_text,
-)
+from autoglm.graph.path_scoring import QuestionEncoding, scoring_text
 from autoglm.graph.retrieval import RetrievalCaps, SubgraphRetriever
 from autoglm.nlp.keys import normalize_key
 from autoglm.nlp.parsing import strip_brackets
@@ -53,12 +47,18 @@ def retrieval_text(example: QAExample) -> str:
 
 
 async def retrieve_sample(
-    retriever: SubgraphRetriever, example: QAExample, caps: SampleCaps
+    retriever: SubgraphRetriever,
+    example: QAExample,
+    caps: SampleCaps,
+    encoding: QuestionEncoding | None = None,
 ) -> QASample:
     anchor = normalize_key(example.topic)
     text = retrieval_text(example)
     subgraph = await retriever.retrieve(
-        [anchor], RetrievalCaps(example.hops, caps.max_nodes, caps.max_edges), text
+        [anchor],
+        RetrievalCaps(example.hops, caps.max_nodes, caps.max_edges),
+        text,
+        encoding=encoding,
     )
     return QASample(
         question=model_question(example),
@@ -74,18 +74,27 @@ def retrieve_samples(
     caps: SampleCaps,
     description: str,
     progress: bool = True,
+    encode_batch: int = 128,
 ) -> list[QASample]:
-    async def run() -> list[QASample]:
-        return [
-            await retrieve_sample(retriever, example, caps)
-            for example in tqdm(examples, desc=description, unit="q", disable=not progress)
-        ]
+    """Samples in order; the questions are encoded ``encode_batch`` at a time, as the
+    graph-builder encodes a batch of questions."""
 
-    if retriever.scorer is None:
-        return asyncio.run(run())
-    with PreparedQuestions(retriever.scorer) as prepared:
-        prepared.prepare([retrieval_text(e) for e in examples])
-        return asyncio.run(run())
+    async def run() -> list[QASample]:
+        samples = []
+        bar = tqdm(total=len(examples), desc=description, unit="q", disable=not progress)
+        for start in range(0, len(examples), encode_batch):
+            chunk = examples[start : start + encode_batch]
+            encodings: list[QuestionEncoding | None] = [None] * len(chunk)
+            if retriever.scorer is not None:
+                texts = [retrieval_text(e) for e in chunk]
+                encodings = list(await asyncio.to_thread(retriever.scorer.encode_questions, texts))
+            for example, encoding in zip(chunk, encodings, strict=True):
+                samples.append(await retrieve_sample(retriever, example, caps, encoding))
+                bar.update()
+        bar.close()
+        return samples
+
+    return asyncio.run(run())
 
 
 def answer_recall(samples: Sequence[QASample]) -> float:
@@ -146,36 +155,3 @@ def cached_samples(
 
 def graph_from_kb(path: Path) -> InMemoryGraph:
     return InMemoryGraph.from_kb_file(path)
-
-
-class PreparedQuestions:
-    """Question encodings computed in batches ahead of retrieval (one encoder call per 128
-    questions instead of one per question), handed to the scorer as it asks for them."""
-
-    def __init__(self, scorer: RelationPathScorer) -> None:
-        self.scorer = scorer
-        self._prepared: dict[str, QuestionEncoding] = {}
-        self._encode_one = scorer.encode_question
-
-    def prepare(self, texts: Sequence[str], batch_size: int = 128) -> None:
-        unique = [t for t in dict.fromkeys(texts) if t not in self._prepared]
-        for start in range(0, len(unique), batch_size):
-            chunk = unique[start : start + batch_size]
-            with torch.inference_mode():
-                vectors = self.scorer.embed(chunk).detach().cpu()
-            for text, vector in zip(chunk, vectors, strict=True):
-                words = tuple(content_words(text))
-                word_vectors = self.scorer._cached_vectors(list(words)) if words else torch.empty(0)
-                self._prepared[text] = QuestionEncoding(text, vector, words, word_vectors)
-
-    def encode_question(self, text: str) -> QuestionEncoding:
-        prepared = self._prepared.pop(text, None)
-        return prepared if prepared is not None else self._encode_one(text)
-
-    def __enter__(self) -> PreparedQuestions:
-        self.scorer.encode_question = self.encode_question  # type: ignore[method-assign]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.scorer.encode_question = self._encode_one  # type: ignore[method-assign]
-        self._prepared.clear()
