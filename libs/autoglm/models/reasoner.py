@@ -203,7 +203,10 @@ class PathTracer:
         self.reached = output.reached.detach().float().cpu()
         hop_weights = output.hop_weights.detach().float().cpu()
         weighted = hop_weights[batch.node_graph.cpu()].T * self.reached[1:]  # (K, N)
-        self.answer_hop = weighted.argmax(dim=0) + 1  # (N,)
+        # The earliest hop within 1 % of the best: a 1-hop answer is also "reached" at hop 3
+        # by going there and back, and the shorter chain is the explanation.
+        close = weighted >= 0.99 * weighted.max(dim=0).values
+        self.answer_hop = close.float().argmax(dim=0) + 1  # (N,) first True
         self.best_edge: list[Tensor] = []
         self.best_flow: list[Tensor] = []
         arange = torch.arange(source.numel())
