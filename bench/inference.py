@@ -57,6 +57,7 @@ from autoglm.contracts import (
     ResultStatus,
 )
 from autoglm.graph.bulk import load_kb_direct
+from autoglm.graph.memory import InMemoryGraph
 from autoglm.graph.path_scoring import load_path_scorer
 from autoglm.graph.questions import guidance_params
 from autoglm.graph.retrieval import SubgraphRetriever
@@ -65,7 +66,7 @@ from autoglm.nlp.parsing import strip_brackets
 from autoglm.registry import ModelRegistry
 from autoglm.settings import PROJECT_ROOT, Settings
 from autoglm.training.metaqa import QAExample, read_qa, split_dev
-from autoglm.training.samples import SampleCaps, graph_from_kb, retrieve_samples
+from autoglm.training.samples import SampleCaps, retrieve_samples
 
 DATA = PROJECT_ROOT.parent / "shared" / "data" / "metaqa"
 OUTPUT = PROJECT_ROOT / "bench" / "results" / "inference.json"
@@ -80,7 +81,7 @@ def validation_examples(hops: int, fraction: float, limit: int | None) -> list[Q
 
 def reasoning_inputs(settings: Settings, examples: Sequence[QAExample]) -> list[ReasoningInput]:
     retriever = SubgraphRetriever(
-        graph_from_kb(DATA / "kb.txt"),
+        InMemoryGraph.from_kb_file(DATA / "kb.txt"),
         scorer=load_path_scorer(settings),
         guidance=guidance_params(settings),
     )

@@ -12,11 +12,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import redis.asyncio as aioredis
 from google.protobuf.message import DecodeError, Message
 from redis.exceptions import RedisError
+
+from autoglm.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,14 @@ class CacheStats:
     writes: int = 0
     errors: int = 0
     bypassed: int = 0
+
+
+def cache_client_options(settings: Settings) -> dict[str, Any]:
+    """Short timeouts: a slow Redis must cost a request little, the caches are optional."""
+    return {
+        "socket_timeout": settings.subgraph_cache_timeout_s,
+        "socket_connect_timeout": settings.subgraph_cache_timeout_s,
+    }
 
 
 class ProtoCache(Generic[M]):
@@ -52,6 +62,17 @@ class ProtoCache(Generic[M]):
         self.retry_after_s = retry_after_s
         self.stats = CacheStats()
         self._down_until = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, kind: str, ttl_s: int) -> Self:
+        """A cache under ``{topic prefix}{kind}`` on the configured Redis."""
+        client = aioredis.Redis.from_url(settings.redis_url, **cache_client_options(settings))
+        return cls(
+            client,
+            namespace=f"{settings.topic_prefix}{kind}",
+            ttl_s=ttl_s,
+            retry_after_s=settings.subgraph_cache_retry_after_s,
+        )
 
     def _available(self) -> bool:
         if time.monotonic() < self._down_until:

@@ -68,6 +68,7 @@ def build(
         computed = iter(await asyncio.to_thread(answer, model, todo) if todo else [])
         valid = iter(zip(inputs, cached, strict=True))
         results: list[ItemResult] = []
+        writes = []
         for error in checks:
             if error is not None:
                 results.append(error)
@@ -75,8 +76,9 @@ def build(
             item, hit = next(valid)
             result = hit if hit is not None else next(computed)
             if hit is None and cache is not None and result.status == ResultStatus.RESULT_STATUS_OK:
-                await cache.put(cache.key(model.version, item), cacheable(result))
+                writes.append(cache.put(cache.key(model.version, item), cacheable(result)))
             results.append([Outgoing(topics.RESULTS, result, key=result.request_id)])
+        await asyncio.gather(*writes)  # one round of Redis writes for the batch
         return results
 
     @runtime.consume(topics.MODEL_UPDATES, ModelUpdate, required=("request_id",), broadcast=True)

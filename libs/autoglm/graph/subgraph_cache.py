@@ -26,8 +26,6 @@ import hashlib
 import json
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
-
 from autoglm.contracts import Subgraph
 from autoglm.redis_cache import CacheStats, ProtoCache
 from autoglm.settings import Settings
@@ -41,17 +39,7 @@ class SubgraphCache(ProtoCache[Subgraph]):
 
     @classmethod
     def connect(cls, settings: Settings) -> SubgraphCache:
-        client = aioredis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.subgraph_cache_timeout_s,
-            socket_connect_timeout=settings.subgraph_cache_timeout_s,
-        )
-        return cls(
-            client,
-            namespace=f"{settings.topic_prefix}subgraph",
-            ttl_s=settings.subgraph_cache_ttl_s,
-            retry_after_s=settings.subgraph_cache_retry_after_s,
-        )
+        return cls.from_settings(settings, "subgraph", settings.subgraph_cache_ttl_s)
 
     def key(
         self,

@@ -25,6 +25,7 @@ import torch
 from redis.exceptions import RedisError
 from torch import Tensor
 
+from autoglm.redis_cache import cache_client_options
 from autoglm.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,7 @@ class EncodingCache:
 
     @classmethod
     def connect(cls, settings: Settings, encoder_id: str) -> EncodingCache:
-        client = redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.subgraph_cache_timeout_s,
-            socket_connect_timeout=settings.subgraph_cache_timeout_s,
-        )
+        client = redis.Redis.from_url(settings.redis_url, **cache_client_options(settings))
         return cls(
             client,
             namespace=f"{settings.topic_prefix}encoding",

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import redis.asyncio as aioredis
-
 from autoglm.contracts import GraphNode, ReasoningInput, Result
 from autoglm.redis_cache import ProtoCache
 from autoglm.settings import Settings
@@ -29,17 +27,7 @@ class ResultCache(ProtoCache[Result]):
 
     @classmethod
     def connect(cls, settings: Settings) -> ResultCache:
-        client = aioredis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.subgraph_cache_timeout_s,
-            socket_connect_timeout=settings.subgraph_cache_timeout_s,
-        )
-        return cls(
-            client,
-            namespace=f"{settings.topic_prefix}result",
-            ttl_s=settings.result_cache_ttl_s,
-            retry_after_s=settings.subgraph_cache_retry_after_s,
-        )
+        return cls.from_settings(settings, "result", settings.result_cache_ttl_s)
 
     def key(self, model_version: str, item: ReasoningInput) -> str:
         parts = {

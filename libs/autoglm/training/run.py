@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autoglm.graph.memory import InMemoryGraph
 from autoglm.graph.path_scoring import load_path_scorer
 from autoglm.graph.questions import guidance_params
 from autoglm.graph.retrieval import SubgraphRetriever
@@ -49,7 +50,6 @@ from autoglm.training.samples import (
     SampleCaps,
     answer_recall,
     cached_samples,
-    graph_from_kb,
 )
 
 
@@ -149,7 +149,7 @@ def run_training(settings: Settings, request: TrainRequest) -> TrainReport:
 
     scorer = load_path_scorer(settings)
     retriever = SubgraphRetriever(
-        graph_from_kb(kb_path), scorer=scorer, guidance=guidance_params(settings)
+        InMemoryGraph.from_kb_file(kb_path), scorer=scorer, guidance=guidance_params(settings)
     )
     caps = SampleCaps(settings.subgraph_max_nodes, settings.subgraph_max_edges)
     data_key = (

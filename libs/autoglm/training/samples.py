@@ -19,7 +19,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from autoglm.contracts import Subgraph
-from autoglm.graph.memory import InMemoryGraph
 from autoglm.graph.path_scoring import QuestionEncoding, scoring_text
 from autoglm.graph.retrieval import RetrievalCaps, SubgraphRetriever
 from autoglm.nlp.keys import normalize_key
@@ -151,7 +150,3 @@ def cached_samples(
         samples = retrieve_samples(retriever, examples, caps, f"retrieve {name}", progress)
         cache.save(name, samples)
     return samples
-
-
-def graph_from_kb(path: Path) -> InMemoryGraph:
-    return InMemoryGraph.from_kb_file(path)
