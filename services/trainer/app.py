@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis.asyncio as aioredis
 from pydantic import Field
 from redis.exceptions import RedisError
 
 from autoglm.bus import topics
 from autoglm.bus.idempotency import IdempotencyStore
-from autoglm.bus.service import HandlerContext, Outgoing, ServiceRuntime
+from autoglm.bus.service import HandlerContext, Incoming, ItemResult, Outgoing, ServiceRuntime
 from autoglm.contracts import Feedback, Result
 from autoglm.errors import TransientError
 from autoglm.settings import Settings
@@ -21,6 +23,9 @@ class TrainerSettings(Settings):
     result_memory_ttl_s: int = Field(
         30 * 24 * 3600, description="How long results are kept for feedback to refer to."
     )
+    result_batch_size: int = Field(
+        256, ge=1, description="Most results one poll brings (remembered in one round trip)."
+    )
 
 
 class RedisResultMemory:
@@ -30,12 +35,19 @@ class RedisResultMemory:
         self._ttl_s = ttl_s
 
     async def remember(self, result: Result) -> None:
+        await self.remember_many([result])
+
+    async def remember_many(self, results: Sequence[Result]) -> None:
+        """One round trip for a batch of results."""
         try:
-            await self._redis.set(
-                f"{self._namespace}:result:{result.request_id}",
-                result.SerializeToString(),
-                ex=self._ttl_s,
-            )
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for result in results:
+                    pipe.set(
+                        f"{self._namespace}:result:{result.request_id}",
+                        result.SerializeToString(),
+                        ex=self._ttl_s,
+                    )
+                await pipe.execute()
         except RedisError as exc:
             raise TransientError(f"redis unavailable: {exc}", error_type="redis") from exc
 
@@ -62,13 +74,16 @@ def build(
     )
     runtime.on_shutdown(client.aclose)
 
-    @runtime.consume(topics.RESULTS, Result, required=("request_id",))
-    async def on_result(result: Result, ctx: HandlerContext) -> list[Outgoing]:
-        await memory.remember(result)
-        example = pseudo_label(result, settings.confidence_threshold)
-        return (
+    @runtime.consume_batch(
+        topics.RESULTS, Result, max_records=settings.result_batch_size, required=("request_id",)
+    )
+    async def on_results(items: Sequence[Incoming[Result]]) -> list[ItemResult]:
+        await memory.remember_many([item.message for item in items])
+        examples = [pseudo_label(item.message, settings.confidence_threshold) for item in items]
+        return [
             [Outgoing(topics.TRAINING_EXAMPLES, example, key=example.request_id)] if example else []
-        )
+            for example in examples
+        ]
 
     @runtime.consume(topics.FEEDBACK, Feedback, required=("request_id", "target_request_id"))
     async def on_feedback(feedback: Feedback, ctx: HandlerContext) -> list[Outgoing]:

@@ -66,6 +66,7 @@ from typing import Any, Protocol
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from autoglm.contracts import LinkedEntity, LinkingReport, Mention
+from autoglm.graph.coalesce import Coalescer
 from autoglm.nlp.keys import lookup_key, normalize_key
 from autoglm.settings import Settings
 
@@ -428,6 +429,7 @@ class EntityLinker:
         self.secondary_min_score = secondary_min_score
         self.function_words = function_words
         self.question_words = question_words
+        self._lookups: Coalescer[str, list[tuple[str, str]]] = Coalescer(self._fetch_exact)
 
     @classmethod
     def from_settings(cls, store: ReadStore, settings: Settings) -> EntityLinker:
@@ -585,15 +587,16 @@ class EntityLinker:
         return candidates, unlinked
 
     async def _exact(self, lookups: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
-        by_lookup: dict[str, list[tuple[str, str]]] = {}
+        """The entities of each lookup key that has any; concurrent questions share a query."""
         wanted = sorted({lookup for lookup in lookups if lookup})
-        if not wanted:
-            return by_lookup
-        for row in await self.store.run_read(_EXACT, lookups=wanted):
+        found = await self._lookups.load_many(wanted)
+        return {lookup: matches for lookup, matches in zip(wanted, found, strict=True) if matches}
+
+    async def _fetch_exact(self, lookups: list[str]) -> list[list[tuple[str, str]]]:
+        by_lookup: dict[str, list[tuple[str, str]]] = {}
+        for row in await self.store.run_read(_EXACT, lookups=sorted(set(lookups))):
             by_lookup.setdefault(row["lookup"], []).append((row["key"], row["name"]))
-        for matches in by_lookup.values():
-            matches.sort()
-        return by_lookup
+        return [sorted(by_lookup.get(lookup, [])) for lookup in lookups]
 
 
 def _find_span(text: str, tokens: Sequence[Token], mention: str) -> Span | None:

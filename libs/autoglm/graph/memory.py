@@ -11,7 +11,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from autoglm.graph.retrieval import EntityRow, ExpandRequest, RelationCount, TargetRow
+from autoglm.graph.retrieval import (
+    EntityRow,
+    ExpandRequest,
+    FrontierRequest,
+    RelationCount,
+    TargetRow,
+)
 from autoglm.nlp.keys import normalize_key
 from autoglm.nlp.parsing import parse_kb_lines
 
@@ -59,16 +65,14 @@ class InMemoryGraph:
         self.calls.append("entities")
         return [EntityRow(k, self.names[k], "") for k in keys if k in self.names]
 
-    async def relation_counts(
-        self, frontiers: Sequence[Sequence[str]], exclude: Sequence[str]
-    ) -> list[RelationCount]:
+    async def relation_counts(self, requests: Sequence[FrontierRequest]) -> list[RelationCount]:
         self.calls.append("relation_counts")
-        skip = set(exclude)
         out: list[RelationCount] = []
-        for item, frontier in enumerate(frontiers):
+        for item, request in enumerate(requests):
+            skip = set(request.exclude)
             targets: dict[tuple[str, bool], set[str]] = defaultdict(set)
             edges: dict[tuple[str, bool], int] = defaultdict(int)
-            for key in frontier:
+            for key in request.frontier:
                 for relation, forward, other in self.incident.get(key, ()):
                     if other not in skip:
                         targets[relation, forward].add(other)
@@ -78,13 +82,11 @@ class InMemoryGraph:
             )
         return out
 
-    async def expand(
-        self, requests: Sequence[ExpandRequest], exclude: Sequence[str]
-    ) -> list[list[TargetRow]]:
+    async def expand(self, requests: Sequence[ExpandRequest]) -> list[list[TargetRow]]:
         self.calls.append("expand")
-        skip = set(exclude)
         out = []
         for request in requests:
+            skip = set(request.exclude)
             sources: dict[str, set[str]] = defaultdict(set)
             wanted = (request.step.relation, request.step.forward)
             for key in request.frontier:

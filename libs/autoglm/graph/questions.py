@@ -14,6 +14,7 @@ from autoglm.contracts import (
     ReasoningInput,
     ResultStatus,
 )
+from autoglm.graph.coalesce import CoalescingGraphAccess
 from autoglm.graph.linking import EntityLinker
 from autoglm.graph.path_scoring import (
     QuestionEncoding,
@@ -21,7 +22,12 @@ from autoglm.graph.path_scoring import (
     load_path_scorer,
     scoring_text,
 )
-from autoglm.graph.retrieval import GuidanceParams, RetrievalCaps, SubgraphRetriever
+from autoglm.graph.retrieval import (
+    GuidanceParams,
+    Neo4jGraphAccess,
+    RetrievalCaps,
+    SubgraphRetriever,
+)
 from autoglm.graph.store import GraphStore
 from autoglm.graph.subgraph_cache import SubgraphCache
 from autoglm.settings import Settings
@@ -56,9 +62,13 @@ class QuestionGrounder:
     ) -> None:
         self.store = store
         self.settings = settings
-        self.linker = EntityLinker(store)
+        self.linker = EntityLinker.from_settings(store, settings)
+        # Questions of a batch are grounded concurrently: their Neo4j queries are merged.
         self.retriever = SubgraphRetriever(
-            store, scorer=scorer, cache=cache, guidance=guidance_params(settings)
+            CoalescingGraphAccess(Neo4jGraphAccess(store)),
+            scorer=scorer,
+            cache=cache,
+            guidance=guidance_params(settings),
         )
         self._own_cache: SubgraphCache | None = None
 

@@ -122,10 +122,20 @@ class RelationCount:
 
 
 @dataclass(frozen=True)
+class FrontierRequest:
+    """Which extensions leave ``frontier``, ignoring edges into ``exclude`` (the anchors, from
+    hop 2 on)."""
+
+    frontier: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ExpandRequest:
     frontier: tuple[str, ...]
     step: Step
     limit: int
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,13 +153,11 @@ class GraphAccess(Protocol):
 
     async def entities(self, keys: Sequence[str]) -> list[EntityRow]: ...
 
-    async def relation_counts(
-        self, frontiers: Sequence[Sequence[str]], exclude: Sequence[str]
-    ) -> list[RelationCount]: ...
+    async def relation_counts(self, requests: Sequence[FrontierRequest]) -> list[RelationCount]:
+        """The extensions of every request, ``item`` being the request's index."""
+        ...
 
-    async def expand(
-        self, requests: Sequence[ExpandRequest], exclude: Sequence[str]
-    ) -> list[list[TargetRow]]:
+    async def expand(self, requests: Sequence[ExpandRequest]) -> list[list[TargetRow]]:
         """Per request, its targets ordered by (number of sources desc, key), at most
         ``limit`` of them; each target's sources sorted."""
         ...
@@ -160,10 +168,11 @@ _ENTITIES = (
 )
 
 _RELATION_COUNTS = """
-UNWIND range(0, size($frontiers) - 1) AS item
-UNWIND $frontiers[item] AS key
+UNWIND range(0, size($requests) - 1) AS item
+WITH item, $requests[item] AS q
+UNWIND q.frontier AS key
 MATCH (a:Entity {key: key})-[r:REL]-(b:Entity)
-WHERE NOT b.key IN $exclude
+WHERE NOT b.key IN q.exclude
 RETURN item, r.type AS relation, startNode(r) = a AS forward,
        count(DISTINCT b) AS targets, count(r) AS edges
 """
@@ -174,7 +183,7 @@ WITH item, $requests[item] AS q
 CALL (q) {
   UNWIND q.frontier AS key
   MATCH (a:Entity {key: key})-[r:REL]-(b:Entity)
-  WHERE r.type = q.relation AND (startNode(r) = a) = q.forward AND NOT b.key IN $exclude
+  WHERE r.type = q.relation AND (startNode(r) = a) = q.forward AND NOT b.key IN q.exclude
   WITH b, collect(DISTINCT a.key) AS sources
   ORDER BY size(sources) DESC, b.key
   WITH collect({key: b.key, name: b.name, label: b.label, sources: sources}) AS rows
@@ -197,31 +206,27 @@ class Neo4jGraphAccess:
         rows = await self.store.run_read(_ENTITIES, keys=list(keys))
         return [EntityRow(r["key"], r["name"] or r["key"], r["label"] or "") for r in rows]
 
-    async def relation_counts(
-        self, frontiers: Sequence[Sequence[str]], exclude: Sequence[str]
-    ) -> list[RelationCount]:
-        rows = await self.store.run_read(
-            _RELATION_COUNTS, frontiers=[list(f) for f in frontiers], exclude=list(exclude)
-        )
+    async def relation_counts(self, requests: Sequence[FrontierRequest]) -> list[RelationCount]:
+        params = [{"frontier": list(r.frontier), "exclude": list(r.exclude)} for r in requests]
+        rows = await self.store.run_read(_RELATION_COUNTS, requests=params)
         return [
             RelationCount(r["item"], r["relation"], r["forward"], r["targets"], r["edges"])
             for r in rows
         ]
 
-    async def expand(
-        self, requests: Sequence[ExpandRequest], exclude: Sequence[str]
-    ) -> list[list[TargetRow]]:
+    async def expand(self, requests: Sequence[ExpandRequest]) -> list[list[TargetRow]]:
         params = [
             {
                 "frontier": list(r.frontier),
                 "relation": r.step.relation,
                 "forward": r.step.forward,
                 "limit": r.limit,
+                "exclude": list(r.exclude),
             }
             for r in requests
         ]
         out: list[list[TargetRow]] = [[] for _ in requests]
-        for row in await self.store.run_read(_EXPAND, requests=params, exclude=list(exclude)):
+        for row in await self.store.run_read(_EXPAND, requests=params):
             out[row["item"]] = [
                 TargetRow(
                     t["key"], t["name"] or t["key"], t["label"] or "", tuple(sorted(t["sources"]))
@@ -477,7 +482,7 @@ class SubgraphRetriever:
         items = [_BeamItem((), tuple(found))]
         for hop in range(1, caps.hops + 1):
             hops_left = caps.hops - hop + 1
-            exclude = found if hop > 1 else []
+            exclude = tuple(found) if hop > 1 else ()
             candidates = await self._candidates(items, exclude, hops_left, question)
             expansions, truncated = fit_to_budget(
                 shortlist(candidates, self.guidance if question is not None else None),
@@ -496,12 +501,14 @@ class SubgraphRetriever:
     async def _candidates(
         self,
         items: Sequence[_BeamItem],
-        exclude: Sequence[str],
+        exclude: tuple[str, ...],
         hops_left: int,
         question: QuestionEncoding | None,
     ) -> list[Candidate]:
         """Every one-step extension of the beam, scored (when there is a question)."""
-        counts = await self.graph.relation_counts([i.frontier for i in items], exclude)
+        counts = await self.graph.relation_counts(
+            [FrontierRequest(i.frontier, exclude) for i in items]
+        )
         free = self.guidance.free_branching
         candidates = []
         for count in counts:
@@ -527,19 +534,17 @@ class SubgraphRetriever:
         builder: _SubgraphBuilder,
         items: Sequence[_BeamItem],
         expansions: Sequence[Expansion],
-        exclude: Sequence[str],
+        exclude: tuple[str, ...],
     ) -> list[_BeamItem]:
         """Adds the accepted extensions to the subgraph; returns the next hop's beam."""
         if not expansions:
             return []
         requests = [
-            ExpandRequest(items[e.candidate.item].frontier, e.candidate.path[-1], e.limit)
+            ExpandRequest(items[e.candidate.item].frontier, e.candidate.path[-1], e.limit, exclude)
             for e in expansions
         ]
         beam = []
-        for expansion, targets in zip(
-            expansions, await self.graph.expand(requests, exclude), strict=True
-        ):
+        for expansion, targets in zip(expansions, await self.graph.expand(requests), strict=True):
             chosen = expansion.candidate
             reached = builder.add_expansion(chosen.path[-1], targets)
             if reached:
