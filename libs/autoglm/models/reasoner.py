@@ -135,6 +135,11 @@ class GraphTextReasoner(nn.Module):
 def evidence_loss(evidence: Tensor, targets: Tensor, batch: GraphBatch) -> Tensor:
     """Binary cross-entropy of each node's transfer evidence against being a gold answer,
     averaged per graph (so big subgraphs do not outweigh small ones); anchors excluded."""
+    return evidence_loss_per_graph(evidence, targets, batch).mean()
+
+
+def evidence_loss_per_graph(evidence: Tensor, targets: Tensor, batch: GraphBatch) -> Tensor:
+    """:func:`evidence_loss` of each graph. Shapes: evidence, targets (N,) -> (B,)"""
     counted = (~batch.is_anchor).to(evidence.dtype)
     loss = nn.functional.binary_cross_entropy(
         evidence.clamp(1e-6, 1 - 1e-6), targets, reduction="none"
@@ -144,7 +149,7 @@ def evidence_loss(evidence: Tensor, targets: Tensor, batch: GraphBatch) -> Tenso
     sizes = torch.zeros(batch.num_graphs, device=evidence.device).index_add(
         0, batch.node_graph, counted
     )
-    return (per_graph / sizes.clamp(min=1.0)).mean()
+    return per_graph / sizes.clamp(min=1.0)
 
 
 def answer_loss(logits: Tensor, targets: Tensor, batch: GraphBatch) -> Tensor:
@@ -154,6 +159,17 @@ def answer_loss(logits: Tensor, targets: Tensor, batch: GraphBatch) -> Tensor:
     against every other node of the same subgraph. KL rather than cross-entropy so that a
     perfect prediction scores 0 whatever the number of answers; graphs without a gold node are
     skipped.
+    """
+    per_graph, has_gold = answer_loss_per_graph(logits, targets, batch)
+    return per_graph[has_gold].mean() if has_gold.any() else logits.sum() * 0.0
+
+
+def answer_loss_per_graph(
+    logits: Tensor, targets: Tensor, batch: GraphBatch
+) -> tuple[Tensor, Tensor]:
+    """(:func:`answer_loss` of each graph, whether the graph has a gold node).
+
+    Shapes: logits, targets (N,) -> (B,), (B,) bool
     """
     node_graph = batch.node_graph
     max_per_graph = torch.full((batch.num_graphs,), float("-inf"), device=logits.device)
@@ -172,8 +188,7 @@ def answer_loss(logits: Tensor, targets: Tensor, batch: GraphBatch) -> Tensor:
         0, node_graph, targets * log_prob
     ) / gold_count.clamp(min=1.0)
     per_graph = cross_entropy - gold_count.clamp(min=1.0).log()
-    has_gold = gold_count > 0
-    return per_graph[has_gold].mean() if has_gold.any() else logits.sum() * 0.0
+    return per_graph, gold_count > 0
 
 
 def graph_softmax(logits: Tensor, batch: GraphBatch) -> Tensor:

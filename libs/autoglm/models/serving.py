@@ -104,6 +104,7 @@ def answer(model: AnswerModel, inputs: Sequence[ReasoningInput]) -> list[Result]
             question=item.question.question.text,
             model_version=model.version,
             graph_version=item.graph_version,
+            hops=item.hops,
         )
         result.linking.CopyFrom(item.linking)
         result.timings.extend(item.timings)

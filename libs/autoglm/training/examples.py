@@ -18,6 +18,7 @@ from autoglm.contracts import (
     TrainingExample,
 )
 from autoglm.errors import BadInputError
+from autoglm.nlp.keys import normalize_key
 
 FEEDBACK_WEIGHT = 5.0
 
@@ -46,10 +47,14 @@ def pseudo_label(result: Result, threshold: float) -> TrainingExample | None:
         weight=float(result.confidence),
         model_version=result.model_version,
         graph_version=result.graph_version,
+        hops=result.hops,
+        anchors=result.linking.anchors,
     )
 
 
-def feedback_example(feedback: Feedback, result: Result | None) -> TrainingExample:
+def feedback_example(
+    feedback: Feedback, result: Result | None, weight: float = FEEDBACK_WEIGHT
+) -> TrainingExample:
     if result is None:
         raise BadInputError(
             f"feedback refers to unknown request id {feedback.target_request_id!r}",
@@ -65,10 +70,13 @@ def feedback_example(feedback: Feedback, result: Result | None) -> TrainingExamp
         source_request_id=feedback.target_request_id,
         source=ExampleSource.EXAMPLE_SOURCE_FEEDBACK,
         question=result.question,
-        answer_keys=list(feedback.correct_answers),
-        weight=FEEDBACK_WEIGHT,
+        # Keys are normalised names: a user may send either.
+        answer_keys=sorted({normalize_key(a) for a in feedback.correct_answers if a.strip()}),
+        weight=weight,
         model_version=result.model_version,
         graph_version=result.graph_version,
+        hops=result.hops,
+        anchors=result.linking.anchors,
     )
     if feedback.wrong and not feedback.correct_answers and result.answers:
         example.negative_keys.append(result.answers[0].key)

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from autoglm.contracts import Subgraph
-from autoglm.models.batching import collate_subgraphs
+from autoglm.models.batching import GraphBatch, collate_subgraphs
 from autoglm.models.fusion_model import FusionModule
-from autoglm.models.reasoner import answer_loss, evidence_loss, graph_softmax
+from autoglm.models.reasoner import ReasonerOutput, answer_loss, evidence_loss, graph_softmax
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,12 @@ class QASample:
     subgraph: Subgraph
     answer_keys: frozenset[str]
     hops: int
+    weight: float = 1.0  # pseudo-labels weigh their confidence, user feedback more
+    negative_keys: frozenset[str] = frozenset()  # answers known to be wrong
+
+
+class TrainingStopped(Exception):
+    """``ReasonerTraining.stop`` was set; the state of the last finished epoch is saved."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,8 @@ class ReasonerTraining:
         self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
         self.history = History()
         self.start_epoch = 0
+        # Set from another thread to stop between batches (the last finished epoch is saved).
+        self.stop = threading.Event()
 
     # --- persistence (resume after interruption) ----------------------------------------------
 
@@ -147,12 +157,11 @@ class ReasonerTraining:
                 disable=not progress,
             )
             for chunk in bar:
+                if self.stop.is_set():
+                    raise TrainingStopped(f"stopped in epoch {epoch + 1}; resumable")
                 batch = collate_subgraphs([s.subgraph for s in chunk]).to(self.device)
                 output = self.module([s.question for s in chunk], batch)
-                targets = targets_for(chunk).to(self.device)
-                loss = answer_loss(output.logits, targets, batch) + evidence_loss(
-                    output.evidence, targets, batch
-                )
+                loss = self.batch_loss(chunk, batch, output)
                 self.optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.module.parameters(), 1.0)
@@ -167,42 +176,67 @@ class ReasonerTraining:
                 on_epoch(epoch, self.history)
         return self.history
 
-    @torch.no_grad()
+    def batch_loss(
+        self, chunk: Sequence[QASample], batch: GraphBatch, output: ReasonerOutput
+    ) -> Tensor:
+        """Answer KL plus transfer-evidence BCE (subclasses add terms)."""
+        targets = targets_for(chunk).to(self.device)
+        return answer_loss(output.logits, targets, batch) + evidence_loss(
+            output.evidence, targets, batch
+        )
+
     def top_predictions(
         self, samples: Sequence[QASample], progress: bool = False
     ) -> list[tuple[str, float]]:
-        """(top non-anchor node key, its probability) for each sample."""
-        self.module.eval()
-        results: list[tuple[str, float]] = []
-        for chunk in tqdm(
-            self._batches(samples, shuffle=False),
-            desc="evaluate",
-            unit="batch",
-            disable=not progress,
-        ):
-            batch = collate_subgraphs([s.subgraph for s in chunk]).to(self.device)
-            logits = self.module([s.question for s in chunk], batch).logits
-            logits = logits.float().masked_fill(batch.is_anchor, float("-inf"))
-            probabilities = graph_softmax(logits, batch).cpu()
-            offsets = batch.node_offset.tolist()
-            for n, sample in enumerate(chunk):
-                if offsets[n + 1] == offsets[n]:
-                    results.append(("", 0.0))
-                    continue
-                part = probabilities[offsets[n] : offsets[n + 1]]
-                best = int(part.argmax())
-                results.append((sample.subgraph.nodes[best].key, float(part[best])))
-        return results
+        return top_predictions(self.module, samples, self.device, self.config.batch_size, progress)
 
     def evaluate(self, samples: Sequence[QASample], progress: bool = False) -> dict[str, float]:
-        """Hits@1 overall and per number of hops (keys ``hits@1`` and ``hits@1/<k>hop``)."""
-        predictions = self.top_predictions(samples, progress)
-        hits: dict[str, list[bool]] = {"hits@1": []}
-        for sample, (key, _) in zip(samples, predictions, strict=True):
-            hit = key in sample.answer_keys
-            hits["hits@1"].append(hit)
-            hits.setdefault(f"hits@1/{sample.hops}hop", []).append(hit)
-        return {name: sum(v) / len(v) for name, v in hits.items() if v}
+        return evaluate(self.module, samples, self.device, self.config.batch_size, progress)
+
+
+@torch.no_grad()
+def top_predictions(
+    module: FusionModule,
+    samples: Sequence[QASample],
+    device: torch.device,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> list[tuple[str, float]]:
+    """(top non-anchor node key, its probability) for each sample."""
+    module.eval()
+    results: list[tuple[str, float]] = []
+    chunks = [samples[n : n + batch_size] for n in range(0, len(samples), batch_size)]
+    for chunk in tqdm(chunks, desc="evaluate", unit="batch", disable=not progress):
+        batch = collate_subgraphs([s.subgraph for s in chunk]).to(device)
+        logits = module([s.question for s in chunk], batch).logits
+        logits = logits.float().masked_fill(batch.is_anchor, float("-inf"))
+        probabilities = graph_softmax(logits, batch).cpu()
+        offsets = batch.node_offset.tolist()
+        for n, sample in enumerate(chunk):
+            if offsets[n + 1] == offsets[n]:
+                results.append(("", 0.0))
+                continue
+            part = probabilities[offsets[n] : offsets[n + 1]]
+            best = int(part.argmax())
+            results.append((sample.subgraph.nodes[best].key, float(part[best])))
+    return results
+
+
+def evaluate(
+    module: FusionModule,
+    samples: Sequence[QASample],
+    device: torch.device,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Hits@1 overall and per number of hops (keys ``hits@1`` and ``hits@1/<k>hop``)."""
+    predictions = top_predictions(module, samples, device, batch_size, progress)
+    hits: dict[str, list[bool]] = {"hits@1": []}
+    for sample, (key, _) in zip(samples, predictions, strict=True):
+        hit = key in sample.answer_keys
+        hits["hits@1"].append(hit)
+        hits.setdefault(f"hits@1/{sample.hops}hop", []).append(hit)
+    return {name: sum(v) / len(v) for name, v in hits.items() if v}
 
 
 def calibrate_temperature(training: ReasonerTraining, validation: Sequence[QASample]) -> float:

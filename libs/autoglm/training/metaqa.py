@@ -104,17 +104,26 @@ class KnowledgeBase:
         return sorted(self.edges.get((first.relation, first.forward), {}))
 
 
-def read_qa(path: Path, qtype_path: Path, hops: int) -> list[QAExample]:
+def read_qa(path: Path, qtype_path: Path | None, hops: int) -> list[QAExample]:
+    """A MetaQA QA file (``question with [topic]\tanswer|answer``); question types from
+    ``qtype_path`` when given."""
     examples = []
-    with path.open(encoding="utf-8") as qa, qtype_path.open(encoding="utf-8") as types:
-        for line, qtype in zip(qa, types, strict=True):
-            question, _, answers = line.rstrip("\n").partition("\t")
-            match = BRACKETED.search(question)
-            if match is None:
-                raise ValueError(f"{path}: question without a [topic entity]: {question!r}")
-            examples.append(
-                QAExample(question, match.group(1), tuple(answers.split("|")), qtype.strip(), hops)
-            )
+    lines = path.read_text(encoding="utf-8").splitlines()
+    qtypes = (
+        qtype_path.read_text(encoding="utf-8").splitlines() if qtype_path else [""] * len(lines)
+    )
+    if len(qtypes) != len(lines):
+        raise ValueError(f"{qtype_path} has {len(qtypes)} lines, {path} has {len(lines)}")
+    for line, qtype in zip(lines, qtypes, strict=True):
+        if not line.strip():
+            continue
+        question, _, answers = line.partition("\t")
+        match = BRACKETED.search(question)
+        if match is None:
+            raise ValueError(f"{path}: question without a [topic entity]: {question!r}")
+        examples.append(
+            QAExample(question, match.group(1), tuple(answers.split("|")), qtype.strip(), hops)
+        )
     return examples
 
 

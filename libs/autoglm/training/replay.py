@@ -33,6 +33,7 @@ class ReplayBuffer(Generic[T]):
     seed: int = 0
     items: list[T] = field(default_factory=list)
     seen: int = 0
+    tag: int = 0  # the owner's bookmark (the trainer: the last round added), saved with it
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -60,7 +61,7 @@ class ReplayBuffer(Generic[T]):
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        state = (self.capacity, self.seed, self.items, self.seen, self._rng.getstate())
+        state = (self.capacity, self.seed, self.items, self.seen, self._rng.getstate(), self.tag)
         tmp.write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
         os.replace(tmp, path)  # a reader sees the old buffer or the new one
 
@@ -69,8 +70,9 @@ class ReplayBuffer(Generic[T]):
         """The saved buffer, or an empty one when there is none."""
         if not path.is_file():
             return cls(capacity, seed)
-        saved_capacity, saved_seed, items, seen, rng_state = pickle.loads(path.read_bytes())
-        buffer: ReplayBuffer[T] = cls(saved_capacity, saved_seed, list(items), int(seen))
+        saved_capacity, saved_seed, items, seen, rng_state, *rest = pickle.loads(path.read_bytes())
+        tag = int(rest[0]) if rest else 0
+        buffer: ReplayBuffer[T] = cls(saved_capacity, saved_seed, list(items), int(seen), tag)
         buffer._rng.setstate(rng_state)
         return buffer
 

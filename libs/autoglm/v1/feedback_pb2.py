@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from autoglm.v1 import questions_pb2 as autoglm_dot_v1_dot_questions__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61utoglm/v1/feedback.proto\x12\nautoglm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x01\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x19\n\x11target_request_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63orrect_answers\x18\x04 \x03(\t\x12\r\n\x05wrong\x18\x05 \x01(\x08\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\"\x8d\x02\n\x0fTrainingExample\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x19\n\x11source_request_id\x18\x03 \x01(\t\x12)\n\x06source\x18\x04 \x01(\x0e\x32\x19.autoglm.v1.ExampleSource\x12\x10\n\x08question\x18\x05 \x01(\t\x12\x13\n\x0b\x61nswer_keys\x18\x06 \x03(\t\x12\x15\n\rnegative_keys\x18\x07 \x03(\t\x12\x0e\n\x06weight\x18\x08 \x01(\x02\x12\x15\n\rmodel_version\x18\t \x01(\t\x12\x15\n\rgraph_version\x18\n \x01(\x03\x12\x0c\n\x04hops\x18\x0b \x01(\r\"\xa2\x02\n\x0bModelUpdate\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\'\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x17.autoglm.v1.ModelAction\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x16\n\x0eparent_version\x18\x05 \x01(\t\x12\x35\n\x07metrics\x18\x06 \x03(\x0b\x32$.autoglm.v1.ModelUpdate.MetricsEntry\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*m\n\rExampleSource\x12\x1e\n\x1a\x45XAMPLE_SOURCE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45XAMPLE_SOURCE_PSEUDO_LABEL\x10\x01\x12\x1b\n\x17\x45XAMPLE_SOURCE_FEEDBACK\x10\x02*`\n\x0bModelAction\x12\x1c\n\x18MODEL_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14MODEL_ACTION_PROMOTE\x10\x01\x12\x19\n\x15MODEL_ACTION_ROLLBACK\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61utoglm/v1/feedback.proto\x12\nautoglm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x61utoglm/v1/questions.proto\"\x8a\x01\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x19\n\x11target_request_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63orrect_answers\x18\x04 \x03(\t\x12\r\n\x05wrong\x18\x05 \x01(\x08\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\"\xb8\x02\n\x0fTrainingExample\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x19\n\x11source_request_id\x18\x03 \x01(\t\x12)\n\x06source\x18\x04 \x01(\x0e\x32\x19.autoglm.v1.ExampleSource\x12\x10\n\x08question\x18\x05 \x01(\t\x12\x13\n\x0b\x61nswer_keys\x18\x06 \x03(\t\x12\x15\n\rnegative_keys\x18\x07 \x03(\t\x12\x0e\n\x06weight\x18\x08 \x01(\x02\x12\x15\n\rmodel_version\x18\t \x01(\t\x12\x15\n\rgraph_version\x18\n \x01(\x03\x12\x0c\n\x04hops\x18\x0b \x01(\r\x12)\n\x07\x61nchors\x18\x0c \x03(\x0b\x32\x18.autoglm.v1.LinkedEntity\"\xa2\x02\n\x0bModelUpdate\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\'\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x17.autoglm.v1.ModelAction\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x16\n\x0eparent_version\x18\x05 \x01(\t\x12\x35\n\x07metrics\x18\x06 \x03(\x0b\x32$.autoglm.v1.ModelUpdate.MetricsEntry\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*m\n\rExampleSource\x12\x1e\n\x1a\x45XAMPLE_SOURCE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45XAMPLE_SOURCE_PSEUDO_LABEL\x10\x01\x12\x1b\n\x17\x45XAMPLE_SOURCE_FEEDBACK\x10\x02*`\n\x0bModelAction\x12\x1c\n\x18MODEL_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14MODEL_ACTION_PROMOTE\x10\x01\x12\x19\n\x15MODEL_ACTION_ROLLBACK\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,16 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELUPDATE_METRICSENTRY']._loaded_options = None
   _globals['_MODELUPDATE_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_EXAMPLESOURCE']._serialized_start=780
-  _globals['_EXAMPLESOURCE']._serialized_end=889
-  _globals['_MODELACTION']._serialized_start=891
-  _globals['_MODELACTION']._serialized_end=987
-  _globals['_FEEDBACK']._serialized_start=75
-  _globals['_FEEDBACK']._serialized_end=213
-  _globals['_TRAININGEXAMPLE']._serialized_start=216
-  _globals['_TRAININGEXAMPLE']._serialized_end=485
-  _globals['_MODELUPDATE']._serialized_start=488
-  _globals['_MODELUPDATE']._serialized_end=778
-  _globals['_MODELUPDATE_METRICSENTRY']._serialized_start=732
-  _globals['_MODELUPDATE_METRICSENTRY']._serialized_end=778
+  _globals['_EXAMPLESOURCE']._serialized_start=851
+  _globals['_EXAMPLESOURCE']._serialized_end=960
+  _globals['_MODELACTION']._serialized_start=962
+  _globals['_MODELACTION']._serialized_end=1058
+  _globals['_FEEDBACK']._serialized_start=103
+  _globals['_FEEDBACK']._serialized_end=241
+  _globals['_TRAININGEXAMPLE']._serialized_start=244
+  _globals['_TRAININGEXAMPLE']._serialized_end=556
+  _globals['_MODELUPDATE']._serialized_start=559
+  _globals['_MODELUPDATE']._serialized_end=849
+  _globals['_MODELUPDATE_METRICSENTRY']._serialized_start=803
+  _globals['_MODELUPDATE_METRICSENTRY']._serialized_end=849
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from autoglm.v1 import questions_pb2 as _questions_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -45,7 +46,7 @@ class Feedback(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., target_request_id: _Optional[str] = ..., correct_answers: _Optional[_Iterable[str]] = ..., wrong: _Optional[bool] = ..., comment: _Optional[str] = ...) -> None: ...
 
 class TrainingExample(_message.Message):
-    __slots__ = ("request_id", "schema_version", "source_request_id", "source", "question", "answer_keys", "negative_keys", "weight", "model_version", "graph_version", "hops")
+    __slots__ = ("request_id", "schema_version", "source_request_id", "source", "question", "answer_keys", "negative_keys", "weight", "model_version", "graph_version", "hops", "anchors")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +58,7 @@ class TrainingExample(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     GRAPH_VERSION_FIELD_NUMBER: _ClassVar[int]
     HOPS_FIELD_NUMBER: _ClassVar[int]
+    ANCHORS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     schema_version: int
     source_request_id: str
@@ -68,7 +70,8 @@ class TrainingExample(_message.Message):
     model_version: str
     graph_version: int
     hops: int
-    def __init__(self, request_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., source_request_id: _Optional[str] = ..., source: _Optional[_Union[ExampleSource, str]] = ..., question: _Optional[str] = ..., answer_keys: _Optional[_Iterable[str]] = ..., negative_keys: _Optional[_Iterable[str]] = ..., weight: _Optional[float] = ..., model_version: _Optional[str] = ..., graph_version: _Optional[int] = ..., hops: _Optional[int] = ...) -> None: ...
+    anchors: _containers.RepeatedCompositeFieldContainer[_questions_pb2.LinkedEntity]
+    def __init__(self, request_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., source_request_id: _Optional[str] = ..., source: _Optional[_Union[ExampleSource, str]] = ..., question: _Optional[str] = ..., answer_keys: _Optional[_Iterable[str]] = ..., negative_keys: _Optional[_Iterable[str]] = ..., weight: _Optional[float] = ..., model_version: _Optional[str] = ..., graph_version: _Optional[int] = ..., hops: _Optional[int] = ..., anchors: _Optional[_Iterable[_Union[_questions_pb2.LinkedEntity, _Mapping]]] = ...) -> None: ...
 
 class ModelUpdate(_message.Message):
     __slots__ = ("request_id", "schema_version", "action", "version", "parent_version", "metrics", "created_at")

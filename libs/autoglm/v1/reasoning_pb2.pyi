@@ -95,7 +95,7 @@ class Answer(_message.Message):
     def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., probability: _Optional[float] = ..., path: _Optional[_Iterable[_Union[_common_pb2.PathEdge, _Mapping]]] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("request_id", "schema_version", "status", "error", "question", "answers", "confidence", "reasoning_path", "model_version", "graph_version", "timings", "linking")
+    __slots__ = ("request_id", "schema_version", "status", "error", "question", "answers", "confidence", "reasoning_path", "model_version", "graph_version", "timings", "linking", "hops")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,7 @@ class Result(_message.Message):
     GRAPH_VERSION_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     LINKING_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     schema_version: int
     status: ResultStatus
@@ -120,4 +121,5 @@ class Result(_message.Message):
     graph_version: int
     timings: _containers.RepeatedCompositeFieldContainer[_common_pb2.HopTiming]
     linking: _questions_pb2.LinkingReport
-    def __init__(self, request_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., status: _Optional[_Union[ResultStatus, str]] = ..., error: _Optional[str] = ..., question: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., confidence: _Optional[float] = ..., reasoning_path: _Optional[_Iterable[_Union[_common_pb2.PathEdge, _Mapping]]] = ..., model_version: _Optional[str] = ..., graph_version: _Optional[int] = ..., timings: _Optional[_Iterable[_Union[_common_pb2.HopTiming, _Mapping]]] = ..., linking: _Optional[_Union[_questions_pb2.LinkingReport, _Mapping]] = ...) -> None: ...
+    hops: int
+    def __init__(self, request_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., status: _Optional[_Union[ResultStatus, str]] = ..., error: _Optional[str] = ..., question: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., confidence: _Optional[float] = ..., reasoning_path: _Optional[_Iterable[_Union[_common_pb2.PathEdge, _Mapping]]] = ..., model_version: _Optional[str] = ..., graph_version: _Optional[int] = ..., timings: _Optional[_Iterable[_Union[_common_pb2.HopTiming, _Mapping]]] = ..., linking: _Optional[_Union[_questions_pb2.LinkingReport, _Mapping]] = ..., hops: _Optional[int] = ...) -> None: ...
