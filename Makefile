@@ -96,6 +96,10 @@ clean:  ## stop everything and remove the local stack's data (keeps downloads)
 bench-retrieval: setup  ## retrieval recall, sizes and latency on MetaQA dev (bench/results/retrieval.json)
 	$(PY) bench/retrieval.py --load-kb-if-missing $(BENCH_RETRIEVAL_ARGS)
 
+.PHONY: bench-feedback
+bench-feedback: setup  ## self-training through the pipeline: 10 % labelled, rounds of pseudo-labels (bench/results/feedback.json, .png)
+	$(PY) bench/feedback.py $(BENCH_FEEDBACK_ARGS)
+
 .PHONY: bench-inference
 bench-inference: setup  ## inference: dynamic batching vs batch 1, and eval through the pipeline (bench/results/inference.json)
 	$(PY) bench/inference.py $(BENCH_INFERENCE_ARGS)

@@ -96,6 +96,11 @@ class TrainerSettings(Settings):
         0.2, gt=0, le=1, description="Held-out share of each validation file (as autoglm train)."
     )
     trainer_validation_limit: int = Field(200, ge=1, description="Validation questions per file.")
+    trainer_seed_qa: str = Field(
+        "",
+        description="Comma-separated labelled QA files (MetaQA format) the replay buffer starts "
+        "from: what the base model was trained on, rehearsed in the first rounds.",
+    )
 
     @property
     def state_dir(self) -> Path:
@@ -107,11 +112,10 @@ class TrainerSettings(Settings):
             max_wait_s=self.trainer_max_wait_s,
             max_examples=self.trainer_max_examples,
             replay_capacity=self.trainer_replay_capacity,
-            validation_files=tuple(
-                Path(p.strip()) for p in self.trainer_validation_qa.split(",") if p.strip()
-            ),
+            validation_files=_paths(self.trainer_validation_qa),
             validation_fraction=self.trainer_validation_fraction,
             validation_limit=self.trainer_validation_limit,
+            seed_files=_paths(self.trainer_seed_qa),
             incremental=IncrementalConfig(
                 epochs=self.trainer_epochs,
                 batch_size=self.trainer_batch_size,
@@ -249,6 +253,10 @@ def build(
     runtime.on_startup(start)
     runtime.on_shutdown(stop)
     return runtime
+
+
+def _paths(text: str) -> tuple[Path, ...]:
+    return tuple(Path(p.strip()) for p in text.split(",") if p.strip())
 
 
 def _closer(store: ExampleStore) -> Callable[[], Awaitable[None]]:

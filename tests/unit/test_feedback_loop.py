@@ -13,7 +13,7 @@ from autoglm.models.reasoner import ReasonerConfig
 from autoglm.registry import ModelRegistry
 from autoglm.settings import Settings
 from autoglm.training.example_store import ExampleStore, effective_examples
-from autoglm.training.feedback_loop import FeedbackLoop, LoopConfig
+from autoglm.training.feedback_loop import FeedbackLoop, LoopConfig, validation_examples
 from autoglm.training.incremental import IncrementalConfig, gate
 from autoglm.training.loop import ReasonerTraining, TrainConfig, evaluate, seed_everything
 from autoglm.training.replay import ReplayBuffer
@@ -269,3 +269,23 @@ async def test_serving_model_quality_is_evaluated_on_the_same_slice(tmp_path, te
     assert all(s.answer_keys & {n.key for n in s.subgraph.nodes} for s in validation)
     module = FusionModule(text_encoder, ReasonerConfig(hops=1, dropout=0.0))
     assert set(evaluate(module, validation, torch.device("cpu"))) == {"hits@1", "hits@1/1hop"}
+
+
+async def test_replay_starts_from_the_labelled_data_and_the_gate_slice_is_spread(tmp_path):
+    path = _validation_file(tmp_path)[0]
+    (seed,) = [tmp_path / "labelled_1hop.txt"]
+    seed.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    config = LoopConfig(
+        seed_files=(seed,), validation_files=(path,), validation_fraction=1.0, validation_limit=3
+    )
+    loop, _ = _loop(tmp_path, Settings(), config)
+    replay = loop._replay()
+    assert replay.seen == len(FACTS)
+    first = TrainingExample.FromString(replay.items[0])
+    assert first.source == ExampleSource.EXAMPLE_SOURCE_LABELLED
+    assert first.anchors[0].key == "Jaws" and list(first.answer_keys) == ["Steven Spielberg"]
+    samples = [s for s in await loop.samples([first]) if s]
+    assert samples and samples[0].answer_keys == {"Steven Spielberg"}
+    # A hash-drawn slice, not the file's first questions (files are grouped by question type).
+    drawn = [e.question for e in validation_examples(config)]
+    assert len(drawn) == 3 and drawn != [q for q, _, _ in FACTS[:3]]

@@ -25,6 +25,7 @@ to the version already serving is a no-op for inference).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,6 +36,7 @@ from typing import Any
 from autoglm.contracts import (
     SCHEMA_VERSION,
     ExampleSource,
+    LinkedEntity,
     ModelAction,
     ModelUpdate,
     TrainingExample,
@@ -43,6 +45,7 @@ from autoglm.graph.path_scoring import scoring_text
 from autoglm.graph.retrieval import RetrievalCaps, SubgraphRetriever
 from autoglm.models.fusion_model import FusionAnswerModel
 from autoglm.models.serving import load_model
+from autoglm.nlp.keys import normalize_key
 from autoglm.nlp.parsing import strip_brackets
 from autoglm.registry import BUILTIN_VERSION, ModelRegistry
 from autoglm.settings import Settings
@@ -56,6 +59,8 @@ from autoglm.training.samples import SampleCaps, retrieve_sample
 log = logging.getLogger(__name__)
 
 FEEDBACK = ExampleSource.EXAMPLE_SOURCE_FEEDBACK
+# Retrievals in flight at once (like a graph-builder batch): within the Redis and Neo4j pools.
+SAMPLE_CONCURRENCY = 64
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class LoopConfig:
     validation_files: tuple[Path, ...] = ()
     validation_fraction: float = 0.2
     validation_limit: int = 200  # per file
+    seed_files: tuple[Path, ...] = ()  # labelled QA files the replay buffer starts from
     incremental: IncrementalConfig = field(default_factory=IncrementalConfig)
 
 
@@ -82,14 +88,48 @@ class RoundResult:
 Publish = Callable[[ModelUpdate], Awaitable[None]]
 
 
+def _hops_of(path: Path) -> int:
+    return next((h for h in (1, 2, 3) if f"{h}hop" in path.name), 1)
+
+
 def validation_examples(config: LoopConfig) -> list[QAExample]:
-    """The fixed held-out slice: the validation part of each file (the split ``autoglm
-    train`` never trains on), its first ``validation_limit`` questions."""
+    """The fixed held-out slice: ``validation_limit`` questions of the validation part of each
+    file (the split ``autoglm train`` never trains on), drawn by a hash of the question.
+
+    Drawn, not the first ones: QA files are often grouped by question type, and a gate that
+    sees a few types cannot see a round forget the others.
+    """
     examples: list[QAExample] = []
     for path in config.validation_files:
-        hops = next((h for h in (1, 2, 3) if f"{h}hop" in path.name), 1)
-        _, held_out = split_dev(read_qa(path, None, hops), config.validation_fraction)
-        examples += held_out[: config.validation_limit]
+        _, held_out = split_dev(read_qa(path, None, _hops_of(path)), config.validation_fraction)
+        examples += sorted(held_out, key=lambda e: _spread(e.question))[: config.validation_limit]
+    return examples
+
+
+def _spread(question: str) -> str:
+    return hashlib.sha256(("gate:" + question).encode("utf-8")).hexdigest()
+
+
+def seed_examples(paths: Sequence[Path]) -> list[TrainingExample]:
+    """Labelled QA files (MetaQA format) as training examples: what the replay buffer starts
+    from, so that the first rounds rehearse what the base model learnt, not only the new."""
+    examples = []
+    for path in paths:
+        for n, qa in enumerate(read_qa(path, None, _hops_of(path))):
+            topic = normalize_key(qa.topic)
+            examples.append(
+                TrainingExample(
+                    request_id=f"labelled:{path.name}:{n}",
+                    schema_version=SCHEMA_VERSION,
+                    source_request_id=f"labelled:{path.name}:{n}",
+                    source=ExampleSource.EXAMPLE_SOURCE_LABELLED,
+                    question=qa.question,
+                    answer_keys=sorted({normalize_key(a) for a in qa.answers}),
+                    weight=1.0,
+                    hops=qa.hops,
+                    anchors=[LinkedEntity(mention=qa.topic, key=topic, name=qa.topic, score=1.0)],
+                )
+            )
     return examples
 
 
@@ -192,9 +232,7 @@ class FeedbackLoop:
         return RoundResult(round_.id, status, version, round_.parent_version, report)
 
     async def _train(self, round_: Round, examples: Sequence[TrainingExample]) -> str:
-        replay: ReplayBuffer[bytes] = ReplayBuffer.load(
-            self.replay_path, self.config.replay_capacity, self.config.incremental.seed
-        )
+        replay = self._replay()
         new = [s for s in await self.samples(examples) if s is not None]
         wanted = round(len(new) * self.config.incremental.replay_ratio)
         replayed_examples = [TrainingExample.FromString(raw) for raw in replay.sample(wanted)]
@@ -234,10 +272,16 @@ class FeedbackLoop:
             raise RuntimeError(f"{version} is not a trainable fusion model")
         return model
 
-    def _remember(self, round_id: int, examples: Sequence[TrainingExample]) -> None:
+    def _replay(self) -> ReplayBuffer[bytes]:
         replay: ReplayBuffer[bytes] = ReplayBuffer.load(
             self.replay_path, self.config.replay_capacity, self.config.incremental.seed
         )
+        if replay.seen == 0 and self.config.seed_files:
+            replay.extend(e.SerializeToString() for e in seed_examples(self.config.seed_files))
+        return replay
+
+    def _remember(self, round_id: int, examples: Sequence[TrainingExample]) -> None:
+        replay = self._replay()
         if replay.tag >= round_id:
             return  # this round's examples are in already (a restart after saving)
         replay.extend(e.SerializeToString() for e in examples)
@@ -249,7 +293,13 @@ class FeedbackLoop:
     async def samples(self, examples: Sequence[TrainingExample]) -> list[QASample | None]:
         """Training samples (None where the subgraph holds none of the answers and there is
         no wrong answer to push down: nothing to learn from)."""
-        return list(await asyncio.gather(*(self._sample(e) for e in examples)))
+        gate = asyncio.Semaphore(SAMPLE_CONCURRENCY)
+
+        async def one(example: TrainingExample) -> QASample | None:
+            async with gate:
+                return await self._sample(example)
+
+        return list(await asyncio.gather(*(one(e) for e in examples)))
 
     async def _sample(self, example: TrainingExample) -> QASample | None:
         anchors = sorted({a.key for a in example.anchors})
@@ -275,9 +325,11 @@ class FeedbackLoop:
             examples = validation_examples(self.config)
             if not examples:
                 raise ValueError("no validation questions: set trainer_validation_qa")
-            self._validation = list(
-                await asyncio.gather(
-                    *(retrieve_sample(self.retriever, e, self.caps) for e in examples)
-                )
-            )
+            gate = asyncio.Semaphore(SAMPLE_CONCURRENCY)
+
+            async def one(example: QAExample) -> QASample:
+                async with gate:
+                    return await retrieve_sample(self.retriever, example, self.caps)
+
+            self._validation = list(await asyncio.gather(*(one(e) for e in examples)))
         return self._validation

@@ -145,6 +145,20 @@ def split_dev(
     return train, validation
 
 
+def labelled_part(
+    examples: Sequence[QAExample], fraction: float
+) -> tuple[list[QAExample], list[QAExample]]:
+    """(a deterministic ``fraction`` of ``examples``, the rest): the self-training experiment's
+    labelled slice. Hashed with a salt, so it is independent of the validation split."""
+    chosen: list[QAExample] = []
+    rest: list[QAExample] = []
+    for example in examples:
+        (chosen if is_validation("labelled:" + example.question, fraction) else rest).append(
+            example
+        )
+    return chosen, rest
+
+
 def mine_templates(examples: Iterable[QAExample]) -> dict[str, list[str]]:
     """Question templates per type: the question with its topic entity replaced by ``{}``."""
     templates: dict[str, set[str]] = defaultdict(set)

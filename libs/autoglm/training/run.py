@@ -39,6 +39,7 @@ from autoglm.training.loop import (
 from autoglm.training.metaqa import (
     KnowledgeBase,
     QAExample,
+    labelled_part,
     mine_templates,
     read_qa,
     split_dev,
@@ -60,6 +61,7 @@ class TrainRequest:
     validation_fraction: float = 0.2
     synthesize_per_hop: int = 0
     limit_per_hop: int | None = None  # train questions per hop (quick runs, tests)
+    train_fraction: float = 1.0  # a deterministic share of the train part (labelled_part)
     validation_limit_per_hop: int | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
     reasoner: ReasonerConfig = field(default_factory=ReasonerConfig)
@@ -104,6 +106,8 @@ def load_examples(
         hop_train, hop_validation = split_dev(
             read_qa(qa, qtypes, hops), request.validation_fraction
         )
+        if request.train_fraction < 1.0:
+            hop_train = labelled_part(hop_train, request.train_fraction)[0]
         hop_train = hop_train[: request.limit_per_hop]
         hop_validation = hop_validation[: request.validation_limit_per_hop]
         if request.synthesize_per_hop and kb is not None:
@@ -156,6 +160,7 @@ def run_training(settings: Settings, request: TrainRequest) -> TrainReport:
         f"{file_digest(kb_path)}|{retriever.fingerprint(True)}|{caps}|"
         f"{request.validation_fraction}|{request.synthesize_per_hop}|{request.limit_per_hop}|"
         f"{request.validation_limit_per_hop}|{request.hops}|{request.train.seed}"
+        f"|{request.train_fraction}"
     )
     cache = SampleCache(settings.model_registry_dir / "cache", data_key)
     train = cached_samples(cache, "train", retriever, train_examples, caps, request.progress)
@@ -197,6 +202,7 @@ def run_training(settings: Settings, request: TrainRequest) -> TrainReport:
             "split": f"dev questions with is_validation(question, {request.validation_fraction})"
             " validate, the rest train",
             "synthesized_per_hop": request.synthesize_per_hop,
+            "train_fraction": request.train_fraction,
             "samples_fingerprint": cache.fingerprint,
         },
         hyper_parameters={"train": asdict(request.train), "device": str(device)},

@@ -16,6 +16,7 @@ class ExampleSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXAMPLE_SOURCE_UNSPECIFIED: _ClassVar[ExampleSource]
     EXAMPLE_SOURCE_PSEUDO_LABEL: _ClassVar[ExampleSource]
     EXAMPLE_SOURCE_FEEDBACK: _ClassVar[ExampleSource]
+    EXAMPLE_SOURCE_LABELLED: _ClassVar[ExampleSource]
 
 class ModelAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -25,6 +26,7 @@ class ModelAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 EXAMPLE_SOURCE_UNSPECIFIED: ExampleSource
 EXAMPLE_SOURCE_PSEUDO_LABEL: ExampleSource
 EXAMPLE_SOURCE_FEEDBACK: ExampleSource
+EXAMPLE_SOURCE_LABELLED: ExampleSource
 MODEL_ACTION_UNSPECIFIED: ModelAction
 MODEL_ACTION_PROMOTE: ModelAction
 MODEL_ACTION_ROLLBACK: ModelAction

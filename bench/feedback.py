@@ -1,0 +1,300 @@
+"""Self-training benchmark: does the feedback loop recover what labels would have given?
+
+1. The 1-hop dev split is cut as ``autoglm train`` cuts it (80 % train, 20 % validation by a
+   hash of the question). A deterministic 10 % of the train part is *labelled*; the other 90 %
+   is *unlabelled*.
+2. Two models are trained with the same recipe: on the labelled 10 % (the starting point) and
+   on the whole train part (the fully supervised reference).
+3. The 10 % model serves. The unlabelled questions are streamed through the whole pipeline via
+   Kafka in ``--rounds`` chunks, without answers; the trainer service turns confident results
+   into pseudo-labels and, ``trainer_max_wait_s`` after the first of a chunk, trains a round
+   from the serving version (replay, distillation, gate) and promotes it if the gate passes.
+4. After each round the serving model is scored on the validation questions the trainer's gate
+   does not use, and on the labelled 10 %.
+
+Runs on a stack and a model registry of its own::
+
+    .venv/bin/python bench/feedback.py      # or: make bench-feedback
+
+Writes ``bench/results/feedback.json`` and ``bench/results/feedback.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import add_stack_arguments, device_name, env_of, git_commit, machine, run_on_own_stack
+from inference import ensure_kb
+from rich.console import Console
+
+from autoglm.cli.evaluate import QAItem, evaluate
+from autoglm.cli.services import ServiceManager
+from autoglm.graph.memory import InMemoryGraph
+from autoglm.graph.path_scoring import load_path_scorer
+from autoglm.graph.questions import guidance_params
+from autoglm.graph.retrieval import SubgraphRetriever
+from autoglm.models.serving import load_model
+from autoglm.registry import ModelRegistry
+from autoglm.settings import PROJECT_ROOT, Settings
+from autoglm.training.example_store import ExampleStore, Round
+from autoglm.training.feedback_loop import LoopConfig, validation_examples
+from autoglm.training.loop import QASample, TrainConfig
+from autoglm.training.loop import evaluate as score
+from autoglm.training.metaqa import QAExample, labelled_part, read_qa, split_dev
+from autoglm.training.run import TrainRequest, run_training
+from autoglm.training.samples import SampleCaps, retrieve_samples
+
+DATA = PROJECT_ROOT.parent / "shared" / "data" / "metaqa"
+OUTPUT = PROJECT_ROOT / "bench" / "results" / "feedback.json"
+GOAL_GAP_RECOVERED = 0.5
+GOAL_MAX_LABELLED_DROP = 0.005
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--labelled-fraction", type=float, default=0.1)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the two base models")
+    parser.add_argument("--round-epochs", type=int, default=2, help="epochs of a round")
+    parser.add_argument("--gate-questions", type=int, default=300)
+    parser.add_argument("--round-wait-s", type=float, default=30.0, help="trainer_max_wait_s")
+    parser.add_argument("--concurrency", type=int, default=64)
+    add_stack_arguments(parser, 27000, "bench-fb", OUTPUT)
+    return parser.parse_args(argv)
+
+
+def split(
+    fraction: float,
+) -> tuple[list[QAExample], list[QAExample], list[QAExample]]:
+    """(labelled, unlabelled, validation) 1-hop questions."""
+    examples = read_qa(DATA / "1hop_dev.txt", DATA / "1hop_dev_qtype.txt", 1)
+    train, validation = split_dev(examples, 0.2)
+    labelled, unlabelled = labelled_part(train, fraction)
+    return labelled, unlabelled, validation
+
+
+def train(settings: Settings, fraction: float, epochs: int, serve: bool) -> dict[str, Any]:
+    request = TrainRequest(
+        data=DATA,
+        hops=(1,),
+        train_fraction=fraction,
+        train=TrainConfig(epochs=epochs, batch_size=32, learning_rate=1e-3, seed=0),
+        serve=serve,
+        progress=True,
+    )
+    return run_training(settings, request).as_dict()
+
+
+def samples_of(settings: Settings, examples: Sequence[QAExample], name: str) -> list[QASample]:
+    retriever = SubgraphRetriever(
+        InMemoryGraph.from_kb_file(DATA / "kb.txt"),
+        scorer=load_path_scorer(settings),
+        guidance=guidance_params(settings),
+    )
+    caps = SampleCaps(settings.subgraph_max_nodes, settings.subgraph_max_edges)
+    return retrieve_samples(retriever, examples, caps, name)
+
+
+def hits(settings: Settings, version: str, samples: Sequence[QASample]) -> float:
+    quiet = settings.model_copy(update={"encoding_cache_enabled": False})
+    model = load_model(quiet, version)
+    return score(model.module, samples, torch.device("cpu"))["hits@1"]  # type: ignore[attr-defined]
+
+
+def finished_rounds(store_path: Path) -> list[Round]:
+    if not store_path.is_file():
+        return []
+    store = ExampleStore(store_path)
+    try:
+        return [r for r in store.rounds() if r.status != "running"]
+    finally:
+        store.close()
+
+
+async def wait_for_round(store_path: Path, done: int, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        finished = await asyncio.to_thread(finished_rounds, store_path)
+        if len(finished) > done:
+            latest = finished[-1]
+            return {
+                "round": latest.id,
+                "status": latest.status,
+                "version": latest.candidate_version,
+                "parent": latest.parent_version,
+                "examples": len(latest.example_ids),
+                **latest.report,
+            }
+        await asyncio.sleep(2.0)
+    raise TimeoutError(f"no round finished within {timeout_s} s")
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    labelled, unlabelled, validation = split(args.labelled_fraction)
+    # The trainer's gate scores candidates on its own slice of the validation part; the figures
+    # reported here are on the rest, which no decision of the loop has seen.
+    gate_slice = validation_examples(
+        LoopConfig(validation_files=(DATA / "1hop_dev.txt",), validation_limit=args.gate_questions)
+    )
+    gate_questions = {e.question for e in gate_slice}
+    reported = [e for e in validation if e.question not in gate_questions]
+    registry = ModelRegistry(settings.model_registry_dir)
+
+    print(f"labelled {args.labelled_fraction:.0%}: {len(labelled)} questions", file=sys.stderr)
+    base = await asyncio.to_thread(train, settings, args.labelled_fraction, args.epochs, True)
+    # Sample retrieval and training run their own event loops: off this one.
+    reported_samples = await asyncio.to_thread(
+        samples_of, settings, reported, "retrieve validation"
+    )
+    labelled_samples = await asyncio.to_thread(samples_of, settings, labelled, "retrieve labelled")
+
+    def figures_of(version: str) -> dict[str, float]:
+        return {
+            "validation": hits(settings, version, reported_samples),
+            "labelled": hits(settings, version, labelled_samples),
+        }
+
+    figures = {"labelled_only": figures_of(base["version"])}
+    print(f"labelled only: {figures}", file=sys.stderr)
+
+    graph = await ensure_kb(settings)
+    state_dir = settings.model_registry_dir / "trainer"
+    # What the 10 % model learnt from: the replay buffer starts from it.
+    labelled_file = settings.model_registry_dir / "labelled_1hop.txt"
+    labelled_file.write_text(
+        "".join(f"{e.question}\t{'|'.join(e.answers)}\n" for e in labelled), encoding="utf-8"
+    )
+    trainer_env = {
+        "AUTOGLM_TRAINER_SEED_QA": str(labelled_file),
+        "AUTOGLM_TRAINER_MIN_EXAMPLES": str(10**6),  # rounds start by time, after each chunk
+        "AUTOGLM_TRAINER_MAX_WAIT_S": str(args.round_wait_s),
+        "AUTOGLM_TRAINER_EPOCHS": str(args.round_epochs),
+        "AUTOGLM_TRAINER_VALIDATION_QA": str(DATA / "1hop_dev.txt"),
+        "AUTOGLM_TRAINER_VALIDATION_LIMIT": str(args.gate_questions),
+    }
+    manager = ServiceManager(settings, env={**env_of(settings), **trainer_env})
+    manager.stop()
+    manager.start()
+    rounds: list[dict[str, Any]] = []
+    try:
+        chunk = -(-len(unlabelled) // args.rounds)
+        for number in range(args.rounds):
+            part = unlabelled[number * chunk : (number + 1) * chunk]
+            items = [QAItem(e.question, frozenset()) for e in part]  # no answers: unlabelled
+            print(f"round {number + 1}: streaming {len(items)} questions", file=sys.stderr)
+            streamed = await evaluate(
+                settings,
+                items,
+                hops=1,
+                concurrency=args.concurrency,
+                timeout_s=300,
+                console=console,
+            )
+            outcome = await wait_for_round(state_dir / "examples.sqlite", len(rounds), 3600)
+            serving = registry.serving_version()
+            outcome.update(
+                {
+                    "streamed": len(items),
+                    "streamed_errors": streamed["errors"],
+                    "stream_questions_per_second": streamed["questions_per_second"],
+                    "serving_after": serving,
+                    "validation_hits@1": hits(settings, serving, reported_samples),
+                    "labelled_hits@1": hits(settings, serving, labelled_samples),
+                }
+            )
+            print(f"round {number + 1}: {outcome}", file=sys.stderr)
+            rounds.append(outcome)
+    finally:
+        manager.stop()
+
+    print(f"fully supervised: {len(labelled) + len(unlabelled)} questions", file=sys.stderr)
+    full = await asyncio.to_thread(train, settings, 1.0, args.epochs, False)
+    figures["supervised"] = figures_of(full["version"])
+    start, top = figures["labelled_only"]["validation"], figures["supervised"]["validation"]
+    final = rounds[-1]["validation_hits@1"] if rounds else start
+    gap = top - start
+    report: dict[str, Any] = {
+        "benchmark": "feedback",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "device": device_name(),
+        "machine": machine(),
+        "graph": graph,
+        "data": {
+            "labelled": len(labelled),
+            "unlabelled": len(unlabelled),
+            "validation_reported": len(reported),
+            "gate_slice": len(gate_slice),
+            "note": "1-hop dev: 80 % train / 20 % validation by hash (as autoglm train); the "
+            "labelled part is a hashed share of the train part (and seeds the trainer's replay "
+            f"buffer); the gate's slice ({len(gate_slice)} validation questions drawn by hash) "
+            "is not in the reported validation",
+        },
+        "models": {"supervised": full, "labelled_only": base},
+        "figures": figures,
+        "rounds": rounds,
+        "gap": gap,
+        "gap_recovered": (final - start) / gap if gap > 0 else None,
+        "labelled_drop": figures["labelled_only"]["labelled"]
+        - (rounds[-1]["labelled_hits@1"] if rounds else figures["labelled_only"]["labelled"]),
+        "goal_gap_recovered": GOAL_GAP_RECOVERED,
+        "goal_max_labelled_drop": GOAL_MAX_LABELLED_DROP,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    plot(report, args.output.with_suffix(".png"))
+    return report
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = report["rounds"]
+    xs = list(range(len(rounds) + 1))
+    start = report["figures"]["labelled_only"]
+    validation = [start["validation"] * 100] + [r["validation_hits@1"] * 100 for r in rounds]
+    labelled = [start["labelled"] * 100] + [r["labelled_hits@1"] * 100 for r in rounds]
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    axis.plot(xs, validation, "o-", label="validation (serving model)")
+    axis.plot(xs, labelled, "s--", label="labelled 10 % slice")
+    axis.axhline(
+        report["figures"]["supervised"]["validation"] * 100,
+        color="green",
+        linestyle=":",
+        label="fully supervised (validation)",
+    )
+    for x, r in zip(xs[1:], rounds, strict=True):
+        axis.annotate(r["status"], (x, validation[x]), textcoords="offset points", xytext=(0, 8))
+    axis.set_xlabel("self-training round (0 = trained on the labelled 10 % only)")
+    axis.set_ylabel("Hits@1 (%)")
+    axis.set_title("MetaQA 1-hop: self-training through the pipeline")
+    axis.legend(loc="lower right")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    registry_dir = args.stack_dir / "models"
+    shutil.rmtree(registry_dir, ignore_errors=True)  # every run starts from nothing
+    return run_on_own_stack(args, run, model_registry_dir=registry_dir)
+
+
+if __name__ == "__main__":
+    main()
