@@ -21,6 +21,7 @@ scores), so a rejected round can be inspected; only a promoted one becomes servi
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ from autoglm.training.loop import (
 )
 from autoglm.training.replay import distillation_loss
 from autoglm.training.run import register_version
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,8 @@ def train_candidate(
     student = copy.deepcopy(teacher)
     student.encoding_cache = None  # the encoder is trained: its states are not the serving ones
     training = IncrementalTraining(student, teacher, config, device, state_path)
-    training.resume()
+    if training.resume():
+        log.info("round training resumed", extra={"from_epoch": training.start_epoch + 1})
     samples = [*new, *replay]
     history = training.fit(samples, validation, progress=progress)
     candidate_metrics = history.validation[-1] if history.validation else {}

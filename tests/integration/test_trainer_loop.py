@@ -1,0 +1,250 @@
+"""The feedback loop in the real trainer service (a process on the real Kafka, Neo4j and Redis):
+confident results and user feedback become examples, a round trains, the gate passes, the
+registry records the lineage and the running inference service swaps to the new version; a bad
+example is dead-lettered; a trainer killed in the middle of a round resumes it on restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import torch
+
+from autoglm.bus import topics
+from autoglm.bus.client import PipelineClient, new_request_id
+from autoglm.cli.services import ServiceManager
+from autoglm.contracts import (
+    SCHEMA_VERSION,
+    Answer,
+    DeadLetter,
+    Feedback,
+    LinkedEntity,
+    LinkingReport,
+    ParsedQuestion,
+    Question,
+    ReasoningInput,
+    Result,
+    ResultStatus,
+    TrainingExample,
+)
+from autoglm.graph.memory import InMemoryGraph
+from autoglm.graph.retrieval import RetrievalCaps, SubgraphRetriever
+from autoglm.models.fusion_model import FusionModule, config_meta, weights_of
+from autoglm.models.reasoner import ReasonerConfig
+from autoglm.nlp.parsing import strip_brackets
+from autoglm.registry import ModelRegistry
+from autoglm.training.example_store import ExampleStore
+from autoglm.training.loop import QASample, ReasonerTraining, TrainConfig, seed_everything
+from tests.integration.test_subgraph_retrieval import _document
+from tests.retrieval_toys import TOY_KB
+from tests.stack_fixtures import settings_env
+from tests.unit.test_feedback_loop import FACTS
+from tests.unit.test_reasoner import subgraph
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def toy_graph(graph_store):
+    await graph_store.write_document(_document("toy-kb", TOY_KB))
+    return graph_store
+
+
+@pytest.fixture
+def loop_settings(stack_settings, tmp_path, unique):
+    prefix = f"loop-{unique}."
+    return stack_settings.model_copy(
+        update={
+            "stack_dir": tmp_path / "stack",
+            "model_registry_dir": tmp_path / "models",
+            "topic_prefix": prefix,
+            "consumer_group_prefix": prefix,
+            "device": "cpu",
+        }
+    )
+
+
+async def serving_version(settings, encoder) -> str:
+    """A small trained model (the toy facts as questions) serving from the test's registry."""
+    retriever = SubgraphRetriever(InMemoryGraph(TOY_KB))
+    caps = RetrievalCaps(1, settings.subgraph_max_nodes, settings.subgraph_max_edges)
+    trained = [
+        QASample(strip_brackets(q), await retriever.retrieve([t], caps), frozenset({a}), 1)
+        for q, t, a in FACTS
+    ]
+    seed_everything(0)
+    module = FusionModule(encoder, ReasonerConfig(hops=1, dropout=0.0))
+    config = TrainConfig(epochs=60, batch_size=8, learning_rate=3e-3)
+    ReasonerTraining(module, config, torch.device("cpu")).fit(trained, trained, progress=False)
+    registry = ModelRegistry(settings.model_registry_dir)
+    version = registry.register(
+        weights_of(module, include_encoder=False),
+        {"temperature": 1.0, "reasoner_config": config_meta(module.reasoner.config)},
+    ).version
+    registry.set_serving(version)
+    return version
+
+
+def trainer_env(settings, tmp_path, **extra: str) -> dict[str, str]:
+    validation = tmp_path / "1hop_dev.txt"
+    validation.write_text("".join(f"{q}\t{a}\n" for q, _, a in FACTS), encoding="utf-8")
+    return {
+        **settings_env(settings),
+        "AUTOGLM_TRAINER_VALIDATION_QA": str(validation),
+        "AUTOGLM_TRAINER_VALIDATION_FRACTION": "1.0",
+        "AUTOGLM_TRAINER_ENCODER_LEARNING_RATE": "0",
+        "AUTOGLM_TRAINER_CHECK_INTERVAL_S": "0.2",
+        **extra,
+    }
+
+
+def result_of(n: int, confidence: float) -> Result:
+    question, topic, answer = FACTS[n]
+    return Result(
+        request_id=new_request_id(),
+        schema_version=SCHEMA_VERSION,
+        status=ResultStatus.RESULT_STATUS_OK,
+        question=question,
+        answers=[Answer(key=answer, name=answer, probability=confidence)],
+        confidence=confidence,
+        model_version="v-test",
+        graph_version=1,
+        hops=1,
+        linking=LinkingReport(
+            anchors=[LinkedEntity(mention=topic, key=topic, name=topic, score=1.0)]
+        ),
+    )
+
+
+def reasoning_input(text: str) -> ReasoningInput:
+    return ReasoningInput(
+        request_id=new_request_id(),
+        schema_version=SCHEMA_VERSION,
+        question=ParsedQuestion(normalized_text=text, question=Question(text=text)),
+        hops=1,
+        top_k=3,
+        status=ResultStatus.RESULT_STATUS_OK,
+        subgraph=subgraph("Jaws"),
+        graph_version=1,
+    )
+
+
+async def wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.5)
+
+
+async def test_results_and_feedback_train_a_version_that_inference_swaps_to(
+    loop_settings, toy_graph, text_encoder, tmp_path
+):
+    parent = await serving_version(loop_settings, text_encoder)
+    registry = ModelRegistry(loop_settings.model_registry_dir)
+    # Tolerance 1: this test is about the wiring; the gate's verdicts are tested elsewhere.
+    env = trainer_env(
+        loop_settings,
+        tmp_path,
+        AUTOGLM_TRAINER_MIN_EXAMPLES="6",
+        AUTOGLM_TRAINER_EPOCHS="2",
+        AUTOGLM_TRAINER_GATE_TOLERANCE="1.0",
+    )
+    manager = ServiceManager(loop_settings, env=env)
+    manager.start(["trainer", "inference"])
+    try:
+        async with PipelineClient(loop_settings) as client:
+            confident = [result_of(n, 0.97) for n in range(5)]
+            unsure = result_of(5, 0.40)  # below the threshold: no pseudo-label ...
+            for result in [*confident, unsure, *confident]:  # ... and a redelivered burst
+                await client.publish(topics.RESULTS, result, key=result.request_id)
+            # ... but a user says what its answer is (the remembered result gives the question).
+            await asyncio.sleep(2.0)
+            feedback = Feedback(
+                request_id=new_request_id(),
+                schema_version=SCHEMA_VERSION,
+                target_request_id=unsure.request_id,
+                correct_answers=[FACTS[5][2]],
+            )
+            await client.publish(topics.FEEDBACK, feedback, key=feedback.request_id)
+            # An example nothing can be learnt from is refused, with the reason.
+            bad = TrainingExample(
+                request_id=new_request_id(), source_request_id="x", question="who?"
+            )
+            client.expect([bad.request_id])
+            await client.publish(topics.TRAINING_EXAMPLES, bad, key=bad.request_id)
+            letter = await client.reply(bad.request_id, 60.0)
+            assert isinstance(letter, DeadLetter) and "no anchors" in letter.reason
+
+            await wait_for(lambda: registry.serving_version() != parent, 240.0, "a promotion")
+            version = registry.serving_version()
+            meta = registry.get(version).meta
+            assert meta["parent"] == parent
+            assert meta["data"]["examples"] == {"pseudo_label": 5, "feedback": 1}
+            assert meta["data"]["gate"]["promote"]
+            store = ExampleStore(loop_settings.model_registry_dir / "trainer" / "examples.sqlite")
+            assert store.count() == 6 and store.pending_count() == 0  # the burst counted once
+            store.close()
+
+            # The running inference service swapped to the promoted version.
+            async def served_by() -> str:
+                item = reasoning_input(f"who directed Jaws {new_request_id()}")
+                client.expect([item.request_id])
+                await client.publish(topics.REASONING_INPUTS, item, key=item.request_id)
+                reply = await client.reply(item.request_id, 60.0)
+                assert isinstance(reply, Result)
+                return reply.model_version
+
+            for _ in range(60):  # the swap is asynchronous: a few seconds at most
+                latest = await served_by()
+                if latest == version:
+                    break
+                await asyncio.sleep(1.0)
+            assert latest == version
+    finally:
+        manager.stop()
+
+
+async def test_a_trainer_killed_mid_round_resumes_it_and_the_registry_stays_consistent(
+    loop_settings, toy_graph, text_encoder, tmp_path
+):
+    parent = await serving_version(loop_settings, text_encoder)
+    registry = ModelRegistry(loop_settings.model_registry_dir)
+    epochs = 150
+    env = trainer_env(
+        loop_settings,
+        tmp_path,
+        AUTOGLM_TRAINER_MIN_EXAMPLES="4",
+        AUTOGLM_TRAINER_EPOCHS=str(epochs),
+        AUTOGLM_TRAINER_GATE_TOLERANCE="1.0",
+    )
+    state = loop_settings.model_registry_dir / "trainer" / "round-1.pt"
+    manager = ServiceManager(loop_settings, env=env)
+    manager.start(["trainer"])
+    try:
+        async with PipelineClient(loop_settings) as client:
+            for n in range(4):
+                result = result_of(n, 0.97)
+                await client.publish(topics.RESULTS, result, key=result.request_id)
+        await wait_for(state.is_file, 180.0, "the first epoch's checkpoint")
+        manager.kill("trainer")  # SIGKILL in the middle of training
+        saved_epoch = int(torch.load(state, weights_only=False)["epoch"])
+        assert saved_epoch < epochs - 1, "killed too late to test resuming"
+
+        # Consistent: the parent still serves, no half-written version is listed.
+        assert registry.serving_version() == parent
+        assert [v.version for v in registry.versions() if v.path is not None] == [parent]
+
+        manager.start(["trainer"])
+        await wait_for(lambda: registry.serving_version() != parent, 240.0, "the resumed round")
+        meta = registry.get(registry.serving_version()).meta
+        assert meta["parent"] == parent and meta["data"]["round"] == 1
+        assert meta["history"]["epochs"] == list(range(1, epochs + 1))
+        assert not state.exists()
+        log = (manager.log_dir / "trainer.log").read_text(encoding="utf-8")
+        assert "resuming round" in log
+        # Resumed from the checkpoint the killed trainer left, not restarted from epoch 1.
+        assert f'"from_epoch": {saved_epoch + 2}' in log
+    finally:
+        manager.stop()
