@@ -43,7 +43,6 @@ from autoglm.graph.path_scoring import load_path_scorer
 from autoglm.graph.questions import guidance_params
 from autoglm.graph.retrieval import SubgraphRetriever
 from autoglm.models.serving import load_model
-from autoglm.registry import ModelRegistry
 from autoglm.settings import PROJECT_ROOT, Settings
 from autoglm.training.example_store import ExampleStore, Round
 from autoglm.training.feedback_loop import LoopConfig, validation_examples
@@ -62,11 +61,12 @@ GOAL_MAX_LABELLED_DROP = 0.005
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labelled-fraction", type=float, default=0.1)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--chunks", type=int, default=4, help="the unlabelled part, streamed in")
+    parser.add_argument("--round-examples", type=int, default=1000, help="N of the trainer")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the two base models")
     parser.add_argument("--round-epochs", type=int, default=2, help="epochs of a round")
     parser.add_argument("--gate-questions", type=int, default=300)
-    parser.add_argument("--round-wait-s", type=float, default=30.0, help="trainer_max_wait_s")
+    parser.add_argument("--round-wait-s", type=float, default=60.0, help="T of the trainer")
     parser.add_argument("--concurrency", type=int, default=64)
     add_stack_arguments(parser, 27000, "bench-fb", OUTPUT)
     return parser.parse_args(argv)
@@ -110,6 +110,30 @@ def hits(settings: Settings, version: str, samples: Sequence[QASample]) -> float
     return score(model.module, samples, torch.device("cpu"))["hits@1"]  # type: ignore[attr-defined]
 
 
+async def wait_until_idle(store_path: Path, round_examples: int, drained: bool) -> None:
+    """Until no round runs and fewer than N examples wait (none at all when ``drained``: the
+    last ones are trained ``trainer_max_wait_s`` after they arrived)."""
+    quiet_since = None
+    deadline = time.monotonic() + 3600.0
+    while time.monotonic() < deadline:
+        running, pending = await asyncio.to_thread(loop_state, store_path)
+        idle = not running and (pending == 0 if drained else pending < round_examples)
+        # Results still on their way become examples for a few seconds after a chunk.
+        quiet_since = (quiet_since or time.monotonic()) if idle else None
+        if quiet_since is not None and time.monotonic() - quiet_since > 10.0:
+            return
+        await asyncio.sleep(2.0)
+    raise TimeoutError("the trainer did not catch up within an hour; see its log")
+
+
+def loop_state(store_path: Path) -> tuple[bool, int]:
+    store = ExampleStore(store_path)
+    try:
+        return store.unfinished_round() is not None, store.pending_count()
+    finally:
+        store.close()
+
+
 def finished_rounds(store_path: Path) -> list[Round]:
     if not store_path.is_file():
         return []
@@ -118,24 +142,6 @@ def finished_rounds(store_path: Path) -> list[Round]:
         return [r for r in store.rounds() if r.status != "running"]
     finally:
         store.close()
-
-
-async def wait_for_round(store_path: Path, done: int, timeout_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        finished = await asyncio.to_thread(finished_rounds, store_path)
-        if len(finished) > done:
-            latest = finished[-1]
-            return {
-                "round": latest.id,
-                "status": latest.status,
-                "version": latest.candidate_version,
-                "parent": latest.parent_version,
-                "examples": len(latest.example_ids),
-                **latest.report,
-            }
-        await asyncio.sleep(2.0)
-    raise TimeoutError(f"no round finished within {timeout_s} s")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -149,7 +155,6 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     )
     gate_questions = {e.question for e in gate_slice}
     reported = [e for e in validation if e.question not in gate_questions]
-    registry = ModelRegistry(settings.model_registry_dir)
 
     print(f"labelled {args.labelled_fraction:.0%}: {len(labelled)} questions", file=sys.stderr)
     base = await asyncio.to_thread(train, settings, args.labelled_fraction, args.epochs, True)
@@ -177,22 +182,23 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     )
     trainer_env = {
         "AUTOGLM_TRAINER_SEED_QA": str(labelled_file),
-        "AUTOGLM_TRAINER_MIN_EXAMPLES": str(10**6),  # rounds start by time, after each chunk
+        "AUTOGLM_TRAINER_MIN_EXAMPLES": str(args.round_examples),
         "AUTOGLM_TRAINER_MAX_WAIT_S": str(args.round_wait_s),
         "AUTOGLM_TRAINER_EPOCHS": str(args.round_epochs),
         "AUTOGLM_TRAINER_VALIDATION_QA": str(DATA / "1hop_dev.txt"),
         "AUTOGLM_TRAINER_VALIDATION_LIMIT": str(args.gate_questions),
     }
+    store_path = state_dir / "examples.sqlite"
     manager = ServiceManager(settings, env={**env_of(settings), **trainer_env})
     manager.stop()
     manager.start()
-    rounds: list[dict[str, Any]] = []
+    streams: list[dict[str, Any]] = []
     try:
-        chunk = -(-len(unlabelled) // args.rounds)
-        for number in range(args.rounds):
-            part = unlabelled[number * chunk : (number + 1) * chunk]
+        size = -(-len(unlabelled) // args.chunks)
+        for number in range(args.chunks):
+            part = unlabelled[number * size : (number + 1) * size]
             items = [QAItem(e.question, frozenset()) for e in part]  # no answers: unlabelled
-            print(f"round {number + 1}: streaming {len(items)} questions", file=sys.stderr)
+            print(f"chunk {number + 1}: streaming {len(items)} questions", file=sys.stderr)
             streamed = await evaluate(
                 settings,
                 items,
@@ -201,22 +207,37 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                 timeout_s=300,
                 console=console,
             )
-            outcome = await wait_for_round(state_dir / "examples.sqlite", len(rounds), 3600)
-            serving = registry.serving_version()
-            outcome.update(
+            streams.append(
                 {
-                    "streamed": len(items),
-                    "streamed_errors": streamed["errors"],
-                    "stream_questions_per_second": streamed["questions_per_second"],
-                    "serving_after": serving,
-                    "validation_hits@1": hits(settings, serving, reported_samples),
-                    "labelled_hits@1": hits(settings, serving, labelled_samples),
+                    "questions": len(items),
+                    "errors": streamed["errors"],
+                    "questions_per_second": streamed["questions_per_second"],
                 }
             )
-            print(f"round {number + 1}: {outcome}", file=sys.stderr)
-            rounds.append(outcome)
+            # Let the loop catch up (rounds of N examples) before the next chunk.
+            last = number == args.chunks - 1
+            await wait_until_idle(store_path, args.round_examples, drained=last)
     finally:
         manager.stop()
+
+    # Each round's outcome: the version serving after it, scored on data the loop never saw.
+    rounds: list[dict[str, Any]] = []
+    for finished in await asyncio.to_thread(finished_rounds, store_path):
+        serving = finished.candidate_version if finished.status == "promoted" else None
+        after = serving or (rounds[-1]["serving_after"] if rounds else base["version"])
+        outcome = {
+            "round": finished.id,
+            "status": finished.status,
+            "candidate": finished.candidate_version,
+            "parent": finished.parent_version,
+            "examples": len(finished.example_ids),
+            "gate": finished.report.get("gate"),
+            "seconds": finished.report.get("seconds"),
+            "serving_after": after,
+            **{f"{k}_hits@1": v for k, v in figures_of(after).items()},
+        }
+        print(f"round {finished.id}: {outcome}", file=sys.stderr)
+        rounds.append(outcome)
 
     print(f"fully supervised: {len(labelled) + len(unlabelled)} questions", file=sys.stderr)
     full = await asyncio.to_thread(train, settings, 1.0, args.epochs, False)
@@ -243,7 +264,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         },
         "models": {"supervised": full, "labelled_only": base},
         "figures": figures,
+        "streams": streams,
         "rounds": rounds,
+        "trainer": {k: v for k, v in trainer_env.items() if "QA" not in k},
         "gap": gap,
         "gap_recovered": (final - start) / gap if gap > 0 else None,
         "labelled_drop": figures["labelled_only"]["labelled"]
