@@ -136,6 +136,23 @@ async def graph_store(stack_settings: Settings) -> Any:
     await store.close()
 
 
+def isolated_settings(
+    stack_settings: Settings, tmp_path: Path, prefix: str, **overrides: Any
+) -> Settings:
+    """The test stack's servers, with the test's own topics, consumer groups, model registry
+    and service folders (services started by the test run on the CPU)."""
+    return stack_settings.model_copy(
+        update={
+            "stack_dir": tmp_path / "stack",
+            "model_registry_dir": tmp_path / "models",
+            "topic_prefix": prefix,
+            "consumer_group_prefix": prefix,
+            "device": "cpu",
+            **overrides,
+        }
+    )
+
+
 @pytest.fixture
 def unique() -> str:
     return uuid.uuid4().hex[:10]

@@ -26,7 +26,7 @@ from autoglm.models.fusion_model import FusionModule, config_meta, weights_of
 from autoglm.models.reasoner import ReasonerConfig
 from autoglm.models.serving import load_model
 from autoglm.registry import ModelRegistry
-from tests.stack_fixtures import settings_env
+from tests.stack_fixtures import isolated_settings, settings_env
 from tests.unit.test_reasoner import FILM_FACTS, subgraph
 
 FILMS = sorted({s for s, _, _ in FILM_FACTS})
@@ -58,17 +58,7 @@ def reasoning_input(n: int) -> ReasoningInput:
 
 @pytest.fixture
 def swap_settings(stack_settings, tmp_path, unique):
-    prefix = f"swap-{unique}."
-    return stack_settings.model_copy(
-        update={
-            "stack_dir": tmp_path / "stack",
-            "model_registry_dir": tmp_path / "models",
-            "topic_prefix": prefix,
-            "consumer_group_prefix": prefix,
-            "max_batch_size": 8,
-            "device": "cpu",
-        }
-    )
+    return isolated_settings(stack_settings, tmp_path, f"swap-{unique}.", max_batch_size=8)
 
 
 async def test_swap_under_load_drops_nothing_and_mixes_no_versions(swap_settings, text_encoder):

@@ -28,18 +28,15 @@ from autoglm.contracts import (
     ResultStatus,
     TrainingExample,
 )
-from autoglm.graph.memory import InMemoryGraph
-from autoglm.graph.retrieval import RetrievalCaps, SubgraphRetriever
 from autoglm.models.fusion_model import FusionModule, config_meta, weights_of
 from autoglm.models.reasoner import ReasonerConfig
-from autoglm.nlp.parsing import strip_brackets
 from autoglm.registry import ModelRegistry
 from autoglm.training.example_store import ExampleStore
-from autoglm.training.loop import QASample, ReasonerTraining, TrainConfig, seed_everything
+from autoglm.training.loop import ReasonerTraining, TrainConfig, seed_everything
 from tests.integration.test_subgraph_retrieval import _document
 from tests.retrieval_toys import TOY_KB
-from tests.stack_fixtures import settings_env
-from tests.unit.test_feedback_loop import FACTS
+from tests.stack_fixtures import isolated_settings, settings_env
+from tests.unit.test_feedback_loop import FACTS, fact_samples
 from tests.unit.test_reasoner import subgraph
 
 pytestmark = pytest.mark.integration
@@ -53,26 +50,12 @@ async def toy_graph(graph_store):
 
 @pytest.fixture
 def loop_settings(stack_settings, tmp_path, unique):
-    prefix = f"loop-{unique}."
-    return stack_settings.model_copy(
-        update={
-            "stack_dir": tmp_path / "stack",
-            "model_registry_dir": tmp_path / "models",
-            "topic_prefix": prefix,
-            "consumer_group_prefix": prefix,
-            "device": "cpu",
-        }
-    )
+    return isolated_settings(stack_settings, tmp_path, f"loop-{unique}.")
 
 
 async def serving_version(settings, encoder) -> str:
     """A small trained model (the toy facts as questions) serving from the test's registry."""
-    retriever = SubgraphRetriever(InMemoryGraph(TOY_KB))
-    caps = RetrievalCaps(1, settings.subgraph_max_nodes, settings.subgraph_max_edges)
-    trained = [
-        QASample(strip_brackets(q), await retriever.retrieve([t], caps), frozenset({a}), 1)
-        for q, t, a in FACTS
-    ]
+    trained = await fact_samples()
     seed_everything(0)
     module = FusionModule(encoder, ReasonerConfig(hops=1, dropout=0.0))
     config = TrainConfig(epochs=60, batch_size=8, learning_rate=3e-3)

@@ -7,15 +7,22 @@ from __future__ import annotations
 import torch
 
 from autoglm.contracts import ExampleSource, LinkedEntity, ModelAction, ModelUpdate, TrainingExample
-from autoglm.graph.retrieval import SubgraphRetriever
+from autoglm.graph.retrieval import RetrievalCaps, SubgraphRetriever
 from autoglm.models.fusion_model import FusionModule, config_meta, weights_of
 from autoglm.models.reasoner import ReasonerConfig
+from autoglm.nlp.parsing import strip_brackets
 from autoglm.registry import ModelRegistry
 from autoglm.settings import Settings
 from autoglm.training.example_store import ExampleStore, effective_examples
 from autoglm.training.feedback_loop import FeedbackLoop, LoopConfig, validation_examples
 from autoglm.training.incremental import IncrementalConfig, gate
-from autoglm.training.loop import ReasonerTraining, TrainConfig, evaluate, seed_everything
+from autoglm.training.loop import (
+    QASample,
+    ReasonerTraining,
+    TrainConfig,
+    evaluate,
+    seed_everything,
+)
 from autoglm.training.replay import ReplayBuffer
 from tests.retrieval_toys import TOY_KB, InMemoryGraph
 
@@ -98,8 +105,19 @@ def test_replay_buffer_tag_survives_saving(tmp_path):
 # --- rounds ------------------------------------------------------------------------------------
 
 
-def _serving_registry(tmp_path, text_encoder, samples) -> tuple[Settings, str]:
-    """A registry whose serving version learnt ``samples``."""
+async def fact_samples() -> list[QASample]:
+    """The toy facts as training samples, subgraphs from the in-memory toy graph."""
+    retriever = SubgraphRetriever(InMemoryGraph(TOY_KB))
+    caps = RetrievalCaps(1, 2000, 8000)
+    return [
+        QASample(strip_brackets(q), await retriever.retrieve([t], caps), frozenset({a}), 1)
+        for q, t, a in FACTS
+    ]
+
+
+async def _serving_registry(tmp_path, text_encoder) -> tuple[Settings, str]:
+    """A registry whose serving version learnt the toy facts."""
+    samples = await fact_samples()
     seed_everything(0)
     module = FusionModule(text_encoder, ReasonerConfig(hops=1, dropout=0.0))
     ReasonerTraining(
@@ -136,9 +154,7 @@ def _validation_file(tmp_path) -> tuple:
 
 
 async def test_a_round_trains_gates_registers_with_lineage_and_promotes(tmp_path, text_encoder):
-    loop, updates = _loop(tmp_path, Settings(), LoopConfig())  # settings replaced below
-    samples = await loop.samples([example(n, *f[:2], [f[2]]) for n, f in enumerate(FACTS)])
-    settings, parent = _serving_registry(tmp_path, text_encoder, [s for s in samples if s])
+    settings, parent = await _serving_registry(tmp_path, text_encoder)
     config = LoopConfig(
         min_examples=4,
         validation_files=_validation_file(tmp_path),
@@ -181,13 +197,7 @@ async def test_a_round_trains_gates_registers_with_lineage_and_promotes(tmp_path
 async def test_the_gate_holds_against_a_burst_of_wrong_feedback(tmp_path, text_encoder):
     """Feedback that teaches wrong answers (every year question answered with the director)
     yields a worse candidate: it is registered as rejected, serving stays, nothing published."""
-    loop, _ = _loop(tmp_path, Settings(), LoopConfig())
-    samples = [
-        s
-        for s in await loop.samples([example(n, *f[:2], [f[2]]) for n, f in enumerate(FACTS)])
-        if s
-    ]
-    settings, parent = _serving_registry(tmp_path, text_encoder, samples)
+    settings, parent = await _serving_registry(tmp_path, text_encoder)
     config = LoopConfig(
         min_examples=1,
         validation_files=_validation_file(tmp_path),
@@ -227,13 +237,7 @@ async def test_a_killed_round_resumes_without_training_twice(tmp_path, text_enco
     """A trainer killed after registering its candidate but before finishing the round: on
     restart the round is finished from the registered version (promoted, published), and the
     examples are not replayed twice."""
-    loop, _ = _loop(tmp_path, Settings(), LoopConfig())
-    samples = [
-        s
-        for s in await loop.samples([example(n, *f[:2], [f[2]]) for n, f in enumerate(FACTS)])
-        if s
-    ]
-    settings, parent = _serving_registry(tmp_path, text_encoder, samples)
+    settings, parent = await _serving_registry(tmp_path, text_encoder)
     config = LoopConfig(
         min_examples=2,
         validation_files=_validation_file(tmp_path),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from autoglm.contracts import Subgraph
 from autoglm.models.batching import GraphBatch, collate_subgraphs
 from autoglm.models.fusion_model import FusionModule
-from autoglm.models.reasoner import ReasonerOutput, answer_loss, evidence_loss, graph_softmax
+from autoglm.models.reasoner import ReasonerOutput, answer_loss, evidence_loss
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,25 @@ class ReasonerTraining:
 
 
 @torch.no_grad()
+def sample_logits(
+    module: FusionModule,
+    samples: Sequence[QASample],
+    device: torch.device,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> Iterator[tuple[QASample, torch.Tensor]]:
+    """Each sample with its nodes' logits on the CPU (anchors at -inf: never an answer)."""
+    module.eval()
+    chunks = [samples[n : n + batch_size] for n in range(0, len(samples), batch_size)]
+    for chunk in tqdm(chunks, desc="evaluate", unit="batch", disable=not progress):
+        batch = collate_subgraphs([s.subgraph for s in chunk]).to(device)
+        logits = module([s.question for s in chunk], batch).logits
+        logits = logits.float().masked_fill(batch.is_anchor, float("-inf")).cpu()
+        offsets = batch.node_offset.tolist()
+        for n, sample in enumerate(chunk):
+            yield sample, logits[offsets[n] : offsets[n + 1]]
+
+
 def top_predictions(
     module: FusionModule,
     samples: Sequence[QASample],
@@ -203,22 +222,14 @@ def top_predictions(
     progress: bool = False,
 ) -> list[tuple[str, float]]:
     """(top non-anchor node key, its probability) for each sample."""
-    module.eval()
     results: list[tuple[str, float]] = []
-    chunks = [samples[n : n + batch_size] for n in range(0, len(samples), batch_size)]
-    for chunk in tqdm(chunks, desc="evaluate", unit="batch", disable=not progress):
-        batch = collate_subgraphs([s.subgraph for s in chunk]).to(device)
-        logits = module([s.question for s in chunk], batch).logits
-        logits = logits.float().masked_fill(batch.is_anchor, float("-inf"))
-        probabilities = graph_softmax(logits, batch).cpu()
-        offsets = batch.node_offset.tolist()
-        for n, sample in enumerate(chunk):
-            if offsets[n + 1] == offsets[n]:
-                results.append(("", 0.0))
-                continue
-            part = probabilities[offsets[n] : offsets[n + 1]]
-            best = int(part.argmax())
-            results.append((sample.subgraph.nodes[best].key, float(part[best])))
+    for sample, logits in sample_logits(module, samples, device, batch_size, progress):
+        if logits.numel() == 0 or not torch.isfinite(logits).any():  # no node but anchors
+            results.append(("", 0.0))
+            continue
+        probabilities = torch.softmax(logits, dim=0)
+        best = int(probabilities.argmax())
+        results.append((sample.subgraph.nodes[best].key, float(probabilities[best])))
     return results
 
 
@@ -244,21 +255,14 @@ def calibrate_temperature(training: ReasonerTraining, validation: Sequence[QASam
 
     A grid is enough: one scalar, evaluated on cached logits.
     """
-    training.module.eval()
     outcomes: list[tuple[torch.Tensor, bool]] = []
-    with torch.no_grad():
-        for chunk in training._batches(validation, shuffle=False):
-            batch = collate_subgraphs([s.subgraph for s in chunk]).to(training.device)
-            logits = training.module([s.question for s in chunk], batch).logits
-            logits = logits.float().masked_fill(batch.is_anchor, float("-inf")).cpu()
-            offsets = batch.node_offset.tolist()
-            for n, sample in enumerate(chunk):
-                part = logits[offsets[n] : offsets[n + 1]]
-                if part.numel() == 0 or not torch.isfinite(part).any():
-                    continue
-                best = int(part.argmax())
-                correct = sample.subgraph.nodes[best].key in sample.answer_keys
-                outcomes.append((part, correct))
+    for sample, part in sample_logits(
+        training.module, validation, training.device, training.config.batch_size
+    ):
+        if part.numel() == 0 or not torch.isfinite(part).any():
+            continue
+        best = int(part.argmax())
+        outcomes.append((part, sample.subgraph.nodes[best].key in sample.answer_keys))
     if not outcomes:
         return 1.0
     best_temperature, best_nll = 1.0, math.inf
