@@ -6,6 +6,9 @@ example is dead-lettered; a trainer killed in the middle of a round resumes it o
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -179,14 +182,36 @@ async def test_results_and_feedback_train_a_version_that_inference_swaps_to(
                 assert isinstance(reply, Result)
                 return reply.model_version
 
-            for _ in range(60):  # the swap is asynchronous: a few seconds at most
-                latest = await served_by()
-                if latest == version:
-                    break
-                await asyncio.sleep(1.0)
-            assert latest == version
+            assert await first_served_by(served_by, version, 60.0) is not None
+
+            # `autoglm models rollback` reaches the running inference service within seconds.
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                "from autoglm.cli.main import main; main()",
+                "models",
+                "rollback",
+                env={**os.environ, **settings_env(loop_settings)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            _, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            assert registry.serving_version() == parent
+            seconds = await first_served_by(served_by, parent, 30.0)
+            assert seconds is not None and seconds < 10.0, seconds
     finally:
         manager.stop()
+
+
+async def first_served_by(served_by, version: str, timeout_s: float) -> float | None:
+    """Seconds until a fresh request is answered by ``version`` (None: not within timeout)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if await served_by() == version:
+            return time.monotonic() - started
+        await asyncio.sleep(0.5)
+    return None
 
 
 async def test_a_trainer_killed_mid_round_resumes_it_and_the_registry_stays_consistent(

@@ -10,6 +10,7 @@ from autoglm.contracts import ExampleSource, LinkedEntity, ModelAction, ModelUpd
 from autoglm.graph.retrieval import RetrievalCaps, SubgraphRetriever
 from autoglm.models.fusion_model import FusionModule, config_meta, weights_of
 from autoglm.models.reasoner import ReasonerConfig
+from autoglm.models.serving import load_model
 from autoglm.nlp.parsing import strip_brackets
 from autoglm.registry import ModelRegistry
 from autoglm.settings import Settings
@@ -231,6 +232,58 @@ async def test_the_gate_holds_against_a_burst_of_wrong_feedback(tmp_path, text_e
     gate_meta = registry.get(result.version).meta["data"]["gate"]
     assert not gate_meta["promote"] and gate_meta["candidate"] < gate_meta["serving"] - 0.005
     assert loop.store.rounds()[0].status == "rejected"
+
+
+async def test_twenty_percent_flipped_feedback_never_gets_a_worse_model_promoted(
+    tmp_path, text_encoder
+):
+    """Ten examples, two of them user feedback with a wrong answer (weighted 5, like all
+    feedback): whatever the gate decides, the model serving afterwards scores, on the slice,
+    no worse than the one before beyond the tolerance (measured here, not read from the meta)."""
+    settings, parent = await _serving_registry(tmp_path, text_encoder)
+    tolerance = 0.005
+    config = LoopConfig(
+        min_examples=10,
+        validation_files=_validation_file(tmp_path),
+        validation_fraction=1.0,
+        incremental=IncrementalConfig(
+            epochs=30,
+            batch_size=4,
+            learning_rate=3e-3,
+            encoder_learning_rate=0.0,
+            gate_tolerance=tolerance,
+        ),
+    )
+    loop, _ = _loop(tmp_path, settings, config)
+    good = [example(n, *f[:2], [f[2]]) for n, f in enumerate(FACTS)]
+    flipped = [
+        example(
+            100 + n,
+            q,
+            t,
+            [wrong],
+            kind="fb",
+            weight=5.0,
+            source=ExampleSource.EXAMPLE_SOURCE_FEEDBACK,
+        )
+        for n, (q, t, wrong) in enumerate(
+            [(FACTS[4][0], "Jaws", "Steven Spielberg"), (FACTS[6][0], "Sorcerer", "1975")]
+        )
+    ]
+    loop.store.add([*good, *flipped])
+    validation = await loop.validation()
+
+    def score(version: str) -> float:
+        model = load_model(settings, version)
+        return evaluate(model.module, validation, torch.device("cpu"))["hits@1"]
+
+    before = score(parent)
+    result = await loop.maybe_train()
+    assert result is not None
+    after = score(ModelRegistry(settings.model_registry_dir).serving_version())
+    assert after >= before - tolerance
+    if result.status == "rejected":  # then the candidate was measurably worse
+        assert score(result.version) < before - tolerance
 
 
 async def test_a_killed_round_resumes_without_training_twice(tmp_path, text_encoder):
