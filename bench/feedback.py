@@ -301,6 +301,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     )
     for x, r in zip(xs[1:], rounds, strict=True):
         axis.annotate(r["status"], (x, validation[x]), textcoords="offset points", xytext=(0, 8))
+    axis.set_xticks(xs)
     axis.set_xlabel("self-training round (0 = trained on the labelled 10 % only)")
     axis.set_ylabel("Hits@1 (%)")
     axis.set_title("MetaQA 1-hop: self-training through the pipeline")
