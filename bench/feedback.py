@@ -38,10 +38,6 @@ from rich.console import Console
 
 from autoglm.cli.evaluate import QAItem, evaluate
 from autoglm.cli.services import ServiceManager
-from autoglm.graph.memory import InMemoryGraph
-from autoglm.graph.path_scoring import load_path_scorer
-from autoglm.graph.questions import guidance_params
-from autoglm.graph.retrieval import SubgraphRetriever
 from autoglm.models.serving import load_model
 from autoglm.settings import PROJECT_ROOT, Settings
 from autoglm.training.example_store import ExampleStore, Round
@@ -50,7 +46,7 @@ from autoglm.training.loop import QASample, TrainConfig
 from autoglm.training.loop import evaluate as score
 from autoglm.training.metaqa import QAExample, labelled_part, read_qa, split_dev
 from autoglm.training.run import TrainRequest, run_training
-from autoglm.training.samples import SampleCaps, retrieve_samples
+from autoglm.training.samples import SampleCaps, kb_retriever, retrieve_samples
 
 DATA = PROJECT_ROOT.parent / "shared" / "data" / "metaqa"
 OUTPUT = PROJECT_ROOT / "bench" / "results" / "feedback.json"
@@ -94,20 +90,26 @@ def train(settings: Settings, fraction: float, epochs: int, serve: bool) -> dict
     return run_training(settings, request).as_dict()
 
 
-def samples_of(settings: Settings, examples: Sequence[QAExample], name: str) -> list[QASample]:
-    retriever = SubgraphRetriever(
-        InMemoryGraph.from_kb_file(DATA / "kb.txt"),
-        scorer=load_path_scorer(settings),
-        guidance=guidance_params(settings),
-    )
+def samples_of(
+    settings: Settings, parts: dict[str, Sequence[QAExample]]
+) -> dict[str, list[QASample]]:
+    """Each part's samples, subgraphs retrieved from the KB in memory (loaded once)."""
+    retriever = kb_retriever(settings, DATA / "kb.txt")
     caps = SampleCaps(settings.subgraph_max_nodes, settings.subgraph_max_edges)
-    return retrieve_samples(retriever, examples, caps, name)
+    return {
+        name: retrieve_samples(retriever, examples, caps, f"retrieve {name}")
+        for name, examples in parts.items()
+    }
 
 
-def hits(settings: Settings, version: str, samples: Sequence[QASample]) -> float:
-    quiet = settings.model_copy(update={"encoding_cache_enabled": False})
-    model = load_model(quiet, version)
-    return score(model.module, samples, torch.device("cpu"))["hits@1"]  # type: ignore[attr-defined]
+def hits(settings: Settings, version: str, parts: dict[str, list[QASample]]) -> dict[str, float]:
+    """Hits@1 of ``version`` on each part (the model loaded once)."""
+    model = load_model(settings.model_copy(update={"encoding_cache_enabled": False}), version)
+    module = model.module  # type: ignore[attr-defined]
+    return {
+        name: score(module, samples, torch.device("cpu"))["hits@1"]
+        for name, samples in parts.items()
+    }
 
 
 async def wait_until_idle(store_path: Path, round_examples: int, drained: bool) -> None:
@@ -159,18 +161,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     print(f"labelled {args.labelled_fraction:.0%}: {len(labelled)} questions", file=sys.stderr)
     base = await asyncio.to_thread(train, settings, args.labelled_fraction, args.epochs, True)
     # Sample retrieval and training run their own event loops: off this one.
-    reported_samples = await asyncio.to_thread(
-        samples_of, settings, reported, "retrieve validation"
+    parts = await asyncio.to_thread(
+        samples_of, settings, {"validation": reported, "labelled": labelled}
     )
-    labelled_samples = await asyncio.to_thread(samples_of, settings, labelled, "retrieve labelled")
 
-    def figures_of(version: str) -> dict[str, float]:
-        return {
-            "validation": hits(settings, version, reported_samples),
-            "labelled": hits(settings, version, labelled_samples),
-        }
-
-    figures = {"labelled_only": figures_of(base["version"])}
+    figures = {"labelled_only": hits(settings, base["version"], parts)}
     print(f"labelled only: {figures}", file=sys.stderr)
 
     graph = await ensure_kb(settings)
@@ -234,14 +229,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             "gate": finished.report.get("gate"),
             "seconds": finished.report.get("seconds"),
             "serving_after": after,
-            **{f"{k}_hits@1": v for k, v in figures_of(after).items()},
+            **{f"{k}_hits@1": v for k, v in hits(settings, after, parts).items()},
         }
         print(f"round {finished.id}: {outcome}", file=sys.stderr)
         rounds.append(outcome)
 
     print(f"fully supervised: {len(labelled) + len(unlabelled)} questions", file=sys.stderr)
     full = await asyncio.to_thread(train, settings, 1.0, args.epochs, False)
-    figures["supervised"] = figures_of(full["version"])
+    figures["supervised"] = hits(settings, full["version"], parts)
     start, top = figures["labelled_only"]["validation"], figures["supervised"]["validation"]
     final = rounds[-1]["validation_hits@1"] if rounds else start
     gap = top - start

@@ -57,16 +57,12 @@ from autoglm.contracts import (
     ResultStatus,
 )
 from autoglm.graph.bulk import load_kb_direct
-from autoglm.graph.memory import InMemoryGraph
-from autoglm.graph.path_scoring import load_path_scorer
-from autoglm.graph.questions import guidance_params
-from autoglm.graph.retrieval import SubgraphRetriever
 from autoglm.graph.store import GraphStore
 from autoglm.nlp.parsing import strip_brackets
 from autoglm.registry import ModelRegistry
 from autoglm.settings import PROJECT_ROOT, Settings
 from autoglm.training.metaqa import QAExample, read_qa, split_dev
-from autoglm.training.samples import SampleCaps, retrieve_samples
+from autoglm.training.samples import SampleCaps, kb_retriever, retrieve_samples
 
 DATA = PROJECT_ROOT.parent / "shared" / "data" / "metaqa"
 OUTPUT = PROJECT_ROOT / "bench" / "results" / "inference.json"
@@ -80,11 +76,7 @@ def validation_examples(hops: int, fraction: float, limit: int | None) -> list[Q
 
 
 def reasoning_inputs(settings: Settings, examples: Sequence[QAExample]) -> list[ReasoningInput]:
-    retriever = SubgraphRetriever(
-        InMemoryGraph.from_kb_file(DATA / "kb.txt"),
-        scorer=load_path_scorer(settings),
-        guidance=guidance_params(settings),
-    )
+    retriever = kb_retriever(settings, DATA / "kb.txt")
     caps = SampleCaps(settings.subgraph_max_nodes, settings.subgraph_max_edges)
     samples = retrieve_samples(retriever, examples, caps, "retrieve inputs")
     inputs = []

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -141,7 +141,7 @@ class RedisResultMemory:
 
     async def remember_many(self, results: Sequence[Result]) -> None:
         """One round trip for a batch of results."""
-        try:
+        with _redis_is_transient():
             async with self._redis.pipeline(transaction=False) as pipe:
                 for result in results:
                     pipe.set(
@@ -150,14 +150,10 @@ class RedisResultMemory:
                         ex=self._ttl_s,
                     )
                 await pipe.execute()
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc}", error_type="redis") from exc
 
     async def recall(self, request_id: str) -> Result | None:
-        try:
+        with _redis_is_transient():
             raw = await self._redis.get(f"{self._namespace}:result:{request_id}")
-        except RedisError as exc:
-            raise TransientError(f"redis unavailable: {exc}", error_type="redis") from exc
         if raw is None:
             return None
         result = Result()
@@ -197,7 +193,6 @@ def build(
     # The loop's own input: what the two handlers above publish, and what any other producer
     # (a labelling tool) may publish. Stored durably; a repeated id is ignored.
     store = ExampleStore(settings.state_dir / "examples.sqlite")
-    runtime.on_shutdown(_closer(store))
 
     @runtime.consume_batch(
         topics.TRAINING_EXAMPLES,
@@ -249,6 +244,7 @@ def build(
                 await task
         await grounder.close()
         await graph.close()
+        store.close()
 
     runtime.on_startup(start)
     runtime.on_shutdown(stop)
@@ -259,11 +255,13 @@ def _paths(text: str) -> tuple[Path, ...]:
     return tuple(Path(p.strip()) for p in text.split(",") if p.strip())
 
 
-def _closer(store: ExampleStore) -> Callable[[], Awaitable[None]]:
-    async def close() -> None:
-        store.close()
-
-    return close
+@contextlib.contextmanager
+def _redis_is_transient() -> Iterator[None]:
+    """Redis down is a transient error: the message is retried, not dead-lettered."""
+    try:
+        yield
+    except RedisError as exc:
+        raise TransientError(f"redis unavailable: {exc}", error_type="redis") from exc
 
 
 def check_example(example: TrainingExample) -> BadInputError | None:

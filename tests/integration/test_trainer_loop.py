@@ -6,6 +6,7 @@ example is dead-lettered; a trainer killed in the middle of a round resumes it o
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -24,9 +25,6 @@ from autoglm.contracts import (
     Feedback,
     LinkedEntity,
     LinkingReport,
-    ParsedQuestion,
-    Question,
-    ReasoningInput,
     Result,
     ResultStatus,
     TrainingExample,
@@ -36,11 +34,11 @@ from autoglm.models.reasoner import ReasonerConfig
 from autoglm.registry import ModelRegistry
 from autoglm.training.example_store import ExampleStore
 from autoglm.training.loop import ReasonerTraining, TrainConfig, seed_everything
+from tests.integration.test_hot_swap import reasoning_input
 from tests.integration.test_subgraph_retrieval import _document
 from tests.retrieval_toys import TOY_KB
 from tests.stack_fixtures import isolated_settings, settings_env
 from tests.unit.test_feedback_loop import FACTS, fact_samples
-from tests.unit.test_reasoner import subgraph
 
 pytestmark = pytest.mark.integration
 
@@ -103,19 +101,6 @@ def result_of(n: int, confidence: float) -> Result:
     )
 
 
-def reasoning_input(text: str) -> ReasoningInput:
-    return ReasoningInput(
-        request_id=new_request_id(),
-        schema_version=SCHEMA_VERSION,
-        question=ParsedQuestion(normalized_text=text, question=Question(text=text)),
-        hops=1,
-        top_k=3,
-        status=ResultStatus.RESULT_STATUS_OK,
-        subgraph=subgraph("Jaws"),
-        graph_version=1,
-    )
-
-
 async def wait_for(condition, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -174,8 +159,10 @@ async def test_results_and_feedback_train_a_version_that_inference_swaps_to(
             store.close()
 
             # The running inference service swapped to the promoted version.
+            fresh = itertools.count()
+
             async def served_by() -> str:
-                item = reasoning_input(f"who directed Jaws {new_request_id()}")
+                item = reasoning_input(next(fresh))  # a new question: no cached answer
                 client.expect([item.request_id])
                 await client.publish(topics.REASONING_INPUTS, item, key=item.request_id)
                 reply = await client.reply(item.request_id, 60.0)

@@ -148,6 +148,16 @@ def _loop(tmp_path, settings, config: LoopConfig) -> tuple[FeedbackLoop, list[Mo
     return loop, updates
 
 
+def _toy_config(tmp_path, min_examples: int, **incremental) -> LoopConfig:
+    """A loop over the toy facts: rounds of ``min_examples``, gated on all eight facts."""
+    return LoopConfig(
+        min_examples=min_examples,
+        validation_files=_validation_file(tmp_path),
+        validation_fraction=1.0,
+        incremental=IncrementalConfig(**incremental),
+    )
+
+
 def _validation_file(tmp_path) -> tuple:
     path = tmp_path / "1hop_dev.txt"
     path.write_text("".join(f"{q}\t{a}\n" for q, _, a in FACTS), encoding="utf-8")
@@ -156,13 +166,8 @@ def _validation_file(tmp_path) -> tuple:
 
 async def test_a_round_trains_gates_registers_with_lineage_and_promotes(tmp_path, text_encoder):
     settings, parent = await _serving_registry(tmp_path, text_encoder)
-    config = LoopConfig(
-        min_examples=4,
-        validation_files=_validation_file(tmp_path),
-        validation_fraction=1.0,
-        incremental=IncrementalConfig(
-            epochs=2, batch_size=4, learning_rate=1e-3, encoder_learning_rate=1e-5
-        ),
+    config = _toy_config(
+        tmp_path, 4, epochs=2, batch_size=4, learning_rate=1e-3, encoder_learning_rate=1e-5
     )
     loop, updates = _loop(tmp_path, settings, config)
     new = [example(n, *f[:2], [f[2]]) for n, f in enumerate(FACTS[:4])]
@@ -199,18 +204,15 @@ async def test_the_gate_holds_against_a_burst_of_wrong_feedback(tmp_path, text_e
     """Feedback that teaches wrong answers (every year question answered with the director)
     yields a worse candidate: it is registered as rejected, serving stays, nothing published."""
     settings, parent = await _serving_registry(tmp_path, text_encoder)
-    config = LoopConfig(
-        min_examples=1,
-        validation_files=_validation_file(tmp_path),
-        validation_fraction=1.0,
-        incremental=IncrementalConfig(
-            epochs=40,
-            batch_size=8,
-            learning_rate=3e-3,
-            encoder_learning_rate=0.0,
-            distill_weight=0.0,
-            gate_tolerance=0.005,
-        ),
+    config = _toy_config(
+        tmp_path,
+        1,
+        epochs=40,
+        batch_size=8,
+        learning_rate=3e-3,
+        encoder_learning_rate=0.0,
+        distill_weight=0.0,
+        gate_tolerance=0.005,
     )
     loop, updates = _loop(tmp_path, settings, config)
     wrong = {
@@ -242,17 +244,14 @@ async def test_twenty_percent_flipped_feedback_never_gets_a_worse_model_promoted
     no worse than the one before beyond the tolerance (measured here, not read from the meta)."""
     settings, parent = await _serving_registry(tmp_path, text_encoder)
     tolerance = 0.005
-    config = LoopConfig(
-        min_examples=10,
-        validation_files=_validation_file(tmp_path),
-        validation_fraction=1.0,
-        incremental=IncrementalConfig(
-            epochs=30,
-            batch_size=4,
-            learning_rate=3e-3,
-            encoder_learning_rate=0.0,
-            gate_tolerance=tolerance,
-        ),
+    config = _toy_config(
+        tmp_path,
+        10,
+        epochs=30,
+        batch_size=4,
+        learning_rate=3e-3,
+        encoder_learning_rate=0.0,
+        gate_tolerance=tolerance,
     )
     loop, _ = _loop(tmp_path, settings, config)
     good = [example(n, *f[:2], [f[2]]) for n, f in enumerate(FACTS)]
@@ -291,12 +290,7 @@ async def test_a_killed_round_resumes_without_training_twice(tmp_path, text_enco
     restart the round is finished from the registered version (promoted, published), and the
     examples are not replayed twice."""
     settings, parent = await _serving_registry(tmp_path, text_encoder)
-    config = LoopConfig(
-        min_examples=2,
-        validation_files=_validation_file(tmp_path),
-        validation_fraction=1.0,
-        incremental=IncrementalConfig(epochs=1, batch_size=4, encoder_learning_rate=0.0),
-    )
+    config = _toy_config(tmp_path, 2, epochs=1, batch_size=4, encoder_learning_rate=0.0)
     loop, updates = _loop(tmp_path, settings, config)
     loop.store.add([example(n, *f[:2], [f[2]]) for n, f in enumerate(FACTS[:2])])
     round_ = loop.store.start_round(parent, [e.request_id for e in loop.store.pending(10)])

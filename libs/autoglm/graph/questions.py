@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from autoglm.contracts import (
     SCHEMA_VERSION,
     HopTiming,
+    LinkedEntity,
     LinkingReport,
     ParsedQuestion,
     ReasoningInput,
@@ -152,11 +153,13 @@ class QuestionGrounder:
 
 
 def _scoring_text(question: ParsedQuestion, linking: LinkingReport) -> str:
+    return linked_scoring_text(question.normalized_text or question.question.text, linking.anchors)
+
+
+def linked_scoring_text(text: str, anchors: Sequence[LinkedEntity]) -> str:
+    """What retrieval scores relation paths against for a question linked to ``anchors``."""
     # The anchors' own names must not vote for a relation ("The Director", "Written").
-    return scoring_text(
-        question.normalized_text or question.question.text,
-        [a.mention for a in linking.anchors] + [a.name for a in linking.anchors],
-    )
+    return scoring_text(text, [a.mention for a in anchors] + [a.name for a in anchors])
 
 
 def _reasoning_input(

@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from autoglm.contracts import (
     SCHEMA_VERSION,
@@ -41,7 +41,7 @@ from autoglm.contracts import (
     ModelUpdate,
     TrainingExample,
 )
-from autoglm.graph.path_scoring import scoring_text
+from autoglm.graph.questions import linked_scoring_text
 from autoglm.graph.retrieval import RetrievalCaps, SubgraphRetriever
 from autoglm.models.fusion_model import FusionAnswerModel
 from autoglm.models.serving import load_model
@@ -58,7 +58,11 @@ from autoglm.training.samples import SampleCaps, retrieve_sample
 
 log = logging.getLogger(__name__)
 
-FEEDBACK = ExampleSource.EXAMPLE_SOURCE_FEEDBACK
+SOURCE_NAMES = {
+    ExampleSource.EXAMPLE_SOURCE_PSEUDO_LABEL: "pseudo_label",
+    ExampleSource.EXAMPLE_SOURCE_FEEDBACK: "feedback",
+    ExampleSource.EXAMPLE_SOURCE_LABELLED: "labelled",
+}
 # Retrievals in flight at once (like a graph-builder batch): within the Redis and Neo4j pools.
 SAMPLE_CONCURRENCY = 64
 
@@ -86,6 +90,8 @@ class RoundResult:
 
 
 Publish = Callable[[ModelUpdate], Awaitable[None]]
+Item = TypeVar("Item")
+Fetched = TypeVar("Fetched")
 
 
 def _hops_of(path: Path) -> int:
@@ -152,7 +158,6 @@ class FeedbackLoop:
         self.registry = ModelRegistry(settings.model_registry_dir)
         self.replay_path = state_dir / "replay.pkl"
         self._validation: list[QASample] | None = None
-        self._training: asyncio.Future[Any] | None = None
         self._blocked_until = 0.0
         self.caps = SampleCaps(settings.subgraph_max_nodes, settings.subgraph_max_edges)
 
@@ -241,7 +246,7 @@ class FeedbackLoop:
         serving = await asyncio.to_thread(self._load, round_.parent_version)
         counts: dict[str, int] = {}
         for example in examples:
-            kind = "feedback" if example.source == FEEDBACK else "pseudo_label"
+            kind = SOURCE_NAMES.get(example.source, "unspecified")
             counts[kind] = counts.get(kind, 0) + 1
         lineage = {
             "round": round_.id,
@@ -293,22 +298,14 @@ class FeedbackLoop:
     async def samples(self, examples: Sequence[TrainingExample]) -> list[QASample | None]:
         """Training samples (None where the subgraph holds none of the answers and there is
         no wrong answer to push down: nothing to learn from)."""
-        gate = asyncio.Semaphore(SAMPLE_CONCURRENCY)
-
-        async def one(example: TrainingExample) -> QASample | None:
-            async with gate:
-                return await self._sample(example)
-
-        return list(await asyncio.gather(*(one(e) for e in examples)))
+        return await _bounded(self._sample, examples)
 
     async def _sample(self, example: TrainingExample) -> QASample | None:
         anchors = sorted({a.key for a in example.anchors})
         if not anchors:
             return None
         question = strip_brackets(example.question)
-        text = scoring_text(
-            question, [a.mention for a in example.anchors] + [a.name for a in example.anchors]
-        )
+        text = linked_scoring_text(question, example.anchors)
         hops = example.hops or self.settings.default_hops
         subgraph = await self.retriever.retrieve(
             anchors, RetrievalCaps(hops, self.caps.max_nodes, self.caps.max_edges), text
@@ -325,11 +322,20 @@ class FeedbackLoop:
             examples = validation_examples(self.config)
             if not examples:
                 raise ValueError("no validation questions: set trainer_validation_qa")
-            gate = asyncio.Semaphore(SAMPLE_CONCURRENCY)
-
-            async def one(example: QAExample) -> QASample:
-                async with gate:
-                    return await retrieve_sample(self.retriever, example, self.caps)
-
-            self._validation = list(await asyncio.gather(*(one(e) for e in examples)))
+            self._validation = await _bounded(
+                lambda e: retrieve_sample(self.retriever, e, self.caps), examples
+            )
         return self._validation
+
+
+async def _bounded(
+    fetch: Callable[[Item], Awaitable[Fetched]], items: Sequence[Item]
+) -> list[Fetched]:
+    """``fetch`` of every item, ``SAMPLE_CONCURRENCY`` at a time, in order."""
+    gate = asyncio.Semaphore(SAMPLE_CONCURRENCY)
+
+    async def one(item: Item) -> Fetched:
+        async with gate:
+            return await fetch(item)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import random
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,10 +31,6 @@ class QASample:
     hops: int
     weight: float = 1.0  # pseudo-labels weigh their confidence, user feedback more
     negative_keys: frozenset[str] = frozenset()  # answers known to be wrong
-
-
-class TrainingStopped(Exception):
-    """``ReasonerTraining.stop`` was set; the state of the last finished epoch is saved."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +84,6 @@ class ReasonerTraining:
         self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
         self.history = History()
         self.start_epoch = 0
-        # Set from another thread to stop between batches (the last finished epoch is saved).
-        self.stop = threading.Event()
 
     # --- persistence (resume after interruption) ----------------------------------------------
 
@@ -157,8 +150,6 @@ class ReasonerTraining:
                 disable=not progress,
             )
             for chunk in bar:
-                if self.stop.is_set():
-                    raise TrainingStopped(f"stopped in epoch {epoch + 1}; resumable")
                 batch = collate_subgraphs([s.subgraph for s in chunk]).to(self.device)
                 output = self.module([s.question for s in chunk], batch)
                 loss = self.batch_loss(chunk, batch, output)

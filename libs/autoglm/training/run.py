@@ -17,10 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoglm.graph.memory import InMemoryGraph
-from autoglm.graph.path_scoring import load_path_scorer
-from autoglm.graph.questions import guidance_params
-from autoglm.graph.retrieval import SubgraphRetriever
 from autoglm.models.fusion_model import FusionModule, config_meta, weights_of
 from autoglm.models.reasoner import ReasonerConfig
 from autoglm.models.serving import select_device
@@ -51,6 +47,7 @@ from autoglm.training.samples import (
     SampleCaps,
     answer_recall,
     cached_samples,
+    kb_retriever,
 )
 
 
@@ -151,10 +148,7 @@ def run_training(settings: Settings, request: TrainRequest) -> TrainReport:
     kb = KnowledgeBase.from_file(kb_path) if request.synthesize_per_hop else None
     train_examples, validation_examples = load_examples(request, kb)
 
-    scorer = load_path_scorer(settings)
-    retriever = SubgraphRetriever(
-        InMemoryGraph.from_kb_file(kb_path), scorer=scorer, guidance=guidance_params(settings)
-    )
+    retriever = kb_retriever(settings, kb_path)
     caps = SampleCaps(settings.subgraph_max_nodes, settings.subgraph_max_edges)
     data_key = (
         f"{file_digest(kb_path)}|{retriever.fingerprint(True)}|{caps}|"
@@ -167,7 +161,7 @@ def run_training(settings: Settings, request: TrainRequest) -> TrainReport:
     validation = cached_samples(
         cache, "validation", retriever, validation_examples, caps, request.progress
     )
-    del retriever, scorer
+    del retriever  # the KB and the scorer: memory training needs
 
     device = select_device(settings.device)
     encoder = TextEncoder(settings.text_encoder_path or None)

@@ -19,10 +19,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from autoglm.contracts import Subgraph
-from autoglm.graph.path_scoring import QuestionEncoding, scoring_text
+from autoglm.graph.memory import InMemoryGraph
+from autoglm.graph.path_scoring import QuestionEncoding, load_path_scorer, scoring_text
+from autoglm.graph.questions import guidance_params
 from autoglm.graph.retrieval import RetrievalCaps, SubgraphRetriever
 from autoglm.nlp.keys import normalize_key
 from autoglm.nlp.parsing import strip_brackets
+from autoglm.settings import Settings
 from autoglm.training.loop import QASample
 from autoglm.training.metaqa import QAExample
 
@@ -33,6 +36,15 @@ SAMPLES_FORMAT = 1
 class SampleCaps:
     max_nodes: int
     max_edges: int
+
+
+def kb_retriever(settings: Settings, kb_path: Path) -> SubgraphRetriever:
+    """The graph-builder's retriever (its scorer and beam settings) over a KB file in memory."""
+    return SubgraphRetriever(
+        InMemoryGraph.from_kb_file(kb_path),
+        scorer=load_path_scorer(settings),
+        guidance=guidance_params(settings),
+    )
 
 
 def model_question(example: QAExample) -> str:
