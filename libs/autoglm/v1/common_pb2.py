@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61utoglm/v1/common.proto\x12\nautoglm.v1\"i\n\x07Mention\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x12\n\nstart_char\x18\x03 \x01(\x05\x12\x10\n\x08\x65nd_char\x18\x04 \x01(\x05\x12\x0b\n\x03key\x18\x05 \x01(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\"2\n\tHopTiming\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x14\n\x0cmilliseconds\x18\x02 \x01(\x01\"~\n\x08PathEdge\x12\x12\n\nsource_key\x18\x01 \x01(\t\x12\x13\n\x0bsource_name\x18\x02 \x01(\t\x12\x10\n\x08relation\x18\x03 \x01(\t\x12\x12\n\ntarget_key\x18\x04 \x01(\t\x12\x13\n\x0btarget_name\x18\x05 \x01(\t\x12\x0e\n\x06weight\x18\x06 \x01(\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61utoglm/v1/common.proto\x12\nautoglm.v1\"i\n\x07Mention\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x12\n\nstart_char\x18\x03 \x01(\x05\x12\x10\n\x08\x65nd_char\x18\x04 \x01(\x05\x12\x0b\n\x03key\x18\x05 \x01(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\"2\n\tHopTiming\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x14\n\x0cmilliseconds\x18\x02 \x01(\x01\"\xa6\x01\n\x08PathEdge\x12\x12\n\nsource_key\x18\x01 \x01(\t\x12\x13\n\x0bsource_name\x18\x02 \x01(\t\x12\x10\n\x08relation\x18\x03 \x01(\t\x12\x12\n\ntarget_key\x18\x04 \x01(\t\x12\x13\n\x0btarget_name\x18\x05 \x01(\t\x12\x0e\n\x06weight\x18\x06 \x01(\x02\x12&\n\x08\x65vidence\x18\x07 \x03(\x0b\x32\x14.autoglm.v1.Evidence\"\x94\x01\n\x08\x45vidence\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x10\n\x08sentence\x18\x02 \x01(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x12\n\nstart_char\x18\x04 \x01(\x05\x12\x10\n\x08\x65nd_char\x18\x05 \x01(\x05\x12\x19\n\x11\x65xtractor_version\x18\x06 \x01(\t\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MENTION']._serialized_end=144
   _globals['_HOPTIMING']._serialized_start=146
   _globals['_HOPTIMING']._serialized_end=196
-  _globals['_PATHEDGE']._serialized_start=198
-  _globals['_PATHEDGE']._serialized_end=324
+  _globals['_PATHEDGE']._serialized_start=199
+  _globals['_PATHEDGE']._serialized_end=365
+  _globals['_EVIDENCE']._serialized_start=368
+  _globals['_EVIDENCE']._serialized_end=516
 # @@protoc_insertion_point(module_scope)

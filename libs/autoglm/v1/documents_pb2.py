@@ -25,25 +25,27 @@ _sym_db = _symbol_database.Default()
 from autoglm.v1 import common_pb2 as autoglm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61utoglm/v1/documents.proto\x12\nautoglm.v1\x1a\x17\x61utoglm/v1/common.proto\"\xa9\x01\n\x08\x44ocument\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12*\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x1a.autoglm.v1.DocumentFormat\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x12\n\nfirst_line\x18\x07 \x01(\r\">\n\x08Sentence\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nstart_char\x18\x02 \x01(\x05\x12\x10\n\x08\x65nd_char\x18\x03 \x01(\x05\"b\n\x06Triple\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x11\n\tpredicate\x18\x02 \x01(\t\x12\x0e\n\x06object\x18\x03 \x01(\t\x12\x10\n\x08sentence\x18\x04 \x01(\x05\x12\x12\n\nconfidence\x18\x05 \x01(\x02\":\n\tLineError\x12\x0c\n\x04line\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\"\xd6\x02\n\x0eParsedDocument\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12*\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x1a.autoglm.v1.DocumentFormat\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\'\n\tsentences\x18\x06 \x03(\x0b\x32\x14.autoglm.v1.Sentence\x12%\n\x08\x65ntities\x18\x07 \x03(\x0b\x32\x13.autoglm.v1.Mention\x12#\n\x07triples\x18\x08 \x03(\x0b\x32\x12.autoglm.v1.Triple\x12*\n\x0bline_errors\x18\t \x03(\x0b\x32\x15.autoglm.v1.LineError\x12&\n\x07timings\x18\n \x03(\x0b\x32\x15.autoglm.v1.HopTiming\"\xce\x01\n\x0bGraphCommit\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\x15\n\rgraph_version\x18\x04 \x01(\x03\x12\x10\n\x08\x65ntities\x18\x05 \x01(\r\x12\x0f\n\x07triples\x18\x06 \x01(\r\x12\x13\n\x0bline_errors\x18\x07 \x01(\r\x12\x16\n\x0egraph_entities\x18\x08 \x01(\x04\x12\x17\n\x0fgraph_relations\x18\t \x01(\x04*h\n\x0e\x44ocumentFormat\x12\x1f\n\x1b\x44OCUMENT_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44OCUMENT_FORMAT_TEXT\x10\x01\x12\x1b\n\x17\x44OCUMENT_FORMAT_TRIPLES\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61utoglm/v1/documents.proto\x12\nautoglm.v1\x1a\x17\x61utoglm/v1/common.proto\"\xd5\x01\n\x08\x44ocument\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12*\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x1a.autoglm.v1.DocumentFormat\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x12\n\nfirst_line\x18\x07 \x01(\r\x12*\n\x06\x61\x63tion\x18\x08 \x01(\x0e\x32\x1a.autoglm.v1.DocumentAction\">\n\x08Sentence\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nstart_char\x18\x02 \x01(\x05\x12\x10\n\x08\x65nd_char\x18\x03 \x01(\x05\"\x82\x02\n\x06Triple\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x11\n\tpredicate\x18\x02 \x01(\t\x12\x0e\n\x06object\x18\x03 \x01(\t\x12\x10\n\x08sentence\x18\x04 \x01(\x05\x12\x12\n\nconfidence\x18\x05 \x01(\x02\x12\x12\n\nstart_char\x18\x06 \x01(\x05\x12\x10\n\x08\x65nd_char\x18\x07 \x01(\x05\x12\x14\n\x0csubject_type\x18\x08 \x01(\t\x12\x13\n\x0bobject_type\x18\t \x01(\t\x12\x0c\n\x04open\x18\n \x01(\x08\x12\x16\n\x0eobject_literal\x18\x0b \x01(\x08\x12\x13\n\x0bsubject_key\x18\x0c \x01(\t\x12\x12\n\nobject_key\x18\r \x01(\t\":\n\tLineError\x12\x0c\n\x04line\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\"\x9d\x03\n\x0eParsedDocument\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12*\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x1a.autoglm.v1.DocumentFormat\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\'\n\tsentences\x18\x06 \x03(\x0b\x32\x14.autoglm.v1.Sentence\x12%\n\x08\x65ntities\x18\x07 \x03(\x0b\x32\x13.autoglm.v1.Mention\x12#\n\x07triples\x18\x08 \x03(\x0b\x32\x12.autoglm.v1.Triple\x12*\n\x0bline_errors\x18\t \x03(\x0b\x32\x15.autoglm.v1.LineError\x12&\n\x07timings\x18\n \x03(\x0b\x32\x15.autoglm.v1.HopTiming\x12*\n\x06\x61\x63tion\x18\x0b \x01(\x0e\x32\x1a.autoglm.v1.DocumentAction\x12\x19\n\x11\x65xtractor_version\x18\x0c \x01(\t\"\x93\x02\n\x0bGraphCommit\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\x15\n\rgraph_version\x18\x04 \x01(\x03\x12\x10\n\x08\x65ntities\x18\x05 \x01(\r\x12\x0f\n\x07triples\x18\x06 \x01(\r\x12\x13\n\x0bline_errors\x18\x07 \x01(\r\x12\x16\n\x0egraph_entities\x18\x08 \x01(\x04\x12\x17\n\x0fgraph_relations\x18\t \x01(\x04\x12*\n\x06\x61\x63tion\x18\n \x01(\x0e\x32\x1a.autoglm.v1.DocumentAction\x12\x17\n\x0ftriples_removed\x18\x0b \x01(\r*h\n\x0e\x44ocumentFormat\x12\x1f\n\x1b\x44OCUMENT_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44OCUMENT_FORMAT_TEXT\x10\x01\x12\x1b\n\x17\x44OCUMENT_FORMAT_TRIPLES\x10\x02*i\n\x0e\x44ocumentAction\x12\x1f\n\x1b\x44OCUMENT_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44OCUMENT_ACTION_UPSERT\x10\x01\x12\x1a\n\x16\x44OCUMENT_ACTION_DELETE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'autoglm.v1.documents_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DOCUMENTFORMAT']._serialized_start=1017
-  _globals['_DOCUMENTFORMAT']._serialized_end=1121
+  _globals['_DOCUMENTFORMAT']._serialized_start=1362
+  _globals['_DOCUMENTFORMAT']._serialized_end=1466
+  _globals['_DOCUMENTACTION']._serialized_start=1468
+  _globals['_DOCUMENTACTION']._serialized_end=1573
   _globals['_DOCUMENT']._serialized_start=68
-  _globals['_DOCUMENT']._serialized_end=237
-  _globals['_SENTENCE']._serialized_start=239
-  _globals['_SENTENCE']._serialized_end=301
-  _globals['_TRIPLE']._serialized_start=303
-  _globals['_TRIPLE']._serialized_end=401
-  _globals['_LINEERROR']._serialized_start=403
-  _globals['_LINEERROR']._serialized_end=461
-  _globals['_PARSEDDOCUMENT']._serialized_start=464
-  _globals['_PARSEDDOCUMENT']._serialized_end=806
-  _globals['_GRAPHCOMMIT']._serialized_start=809
-  _globals['_GRAPHCOMMIT']._serialized_end=1015
+  _globals['_DOCUMENT']._serialized_end=281
+  _globals['_SENTENCE']._serialized_start=283
+  _globals['_SENTENCE']._serialized_end=345
+  _globals['_TRIPLE']._serialized_start=348
+  _globals['_TRIPLE']._serialized_end=606
+  _globals['_LINEERROR']._serialized_start=608
+  _globals['_LINEERROR']._serialized_end=666
+  _globals['_PARSEDDOCUMENT']._serialized_start=669
+  _globals['_PARSEDDOCUMENT']._serialized_end=1082
+  _globals['_GRAPHCOMMIT']._serialized_start=1085
+  _globals['_GRAPHCOMMIT']._serialized_end=1360
 # @@protoc_insertion_point(module_scope)
