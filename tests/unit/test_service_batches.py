@@ -6,12 +6,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from autoglm.bus import topics
 from autoglm.bus.idempotency import MemoryIdempotencyStore
-from autoglm.bus.service import HandlerContext, Incoming, ItemResult, Outgoing, ServiceRuntime
+from autoglm.bus.service import (
+    HandlerContext,
+    Incoming,
+    ItemResult,
+    Outgoing,
+    ServiceRuntime,
+    _failed,
+)
 from autoglm.contracts import DeadLetter, Question, decode, encode
 from autoglm.errors import BadInputError, TransientError
 from autoglm.settings import Settings
@@ -143,18 +151,70 @@ async def test_a_transient_failure_publishes_and_marks_nothing():
 
 async def test_nothing_is_marked_done_when_an_output_is_not_acknowledged():
     runtime, settings, store, _, _ = _runtime({})
+    send = runtime._send
 
-    async def refuse(*args, **kwargs):
-        raise ConnectionError("broker gone")
+    async def refuse(outgoing, body, headers):
+        if outgoing.topic == topics.PARSED_QUESTIONS:
+            return _failed(KafkaConnectionError("broker gone"))
+        return await send(outgoing, body, headers)
 
     async with TestKafkaBroker(runtime.broker) as broker:
-        runtime.publish_nowait = refuse  # type: ignore[method-assign]
-        with pytest.raises(ConnectionError):
+        runtime._send = refuse  # type: ignore[method-assign]
+        with pytest.raises(TransientError, match="broker gone"):
             await broker.publish_batch(
                 *_bodies(Question(request_id="a", text="ok")),
                 topic=settings.topic(topics.QUESTIONS),
             )
     assert store.marked == []
+
+
+async def test_a_refused_output_fails_its_own_message_only():
+    """The broker refuses one message's output for good (too large): that message is
+    dead-lettered in its place, the others are delivered and marked done, nothing is retried."""
+    runtime, settings, store, _, captured = _runtime({})
+    send = runtime._send
+
+    async def refuse_big(outgoing, body, headers):
+        if outgoing.topic == topics.PARSED_QUESTIONS and b"big" in body:
+            return _failed(MessageSizeTooLargeError("record too large"))
+        return await send(outgoing, body, headers)
+
+    async with TestKafkaBroker(runtime.broker) as broker:
+        runtime._send = refuse_big  # type: ignore[method-assign]
+        await broker.publish_batch(
+            *_bodies(
+                Question(request_id="a", text="one"),
+                Question(request_id="b", text="big"),
+                Question(request_id="c", text="three"),
+            ),
+            topic=settings.topic(topics.QUESTIONS),
+        )
+    assert captured["out"] == ["one", "three"]
+    (letter,) = captured["dead"]
+    assert (letter.request_id, letter.error_type) == ("b", "output_refused")
+    assert sorted(store.marked) == ["echo:questions:a", "echo:questions:b", "echo:questions:c"]
+
+
+async def test_a_retriable_send_failure_marks_the_delivered_messages_done():
+    """A refetch after a failed send must not publish again what was already acknowledged."""
+    runtime, settings, store, calls, captured = _runtime({})
+    send = runtime._send
+    failures = iter([True])
+
+    async def flaky(outgoing, body, headers):
+        if b"second" in body and next(failures, False):
+            return _failed(KafkaConnectionError("leader moved"))
+        return await send(outgoing, body, headers)
+
+    runtime._send = flaky  # type: ignore[method-assign]
+    batch = _bodies(Question(request_id="a", text="first"), Question(request_id="b", text="second"))
+    async with TestKafkaBroker(runtime.broker) as broker:
+        with pytest.raises(TransientError):
+            await broker.publish_batch(*batch, topic=settings.topic(topics.QUESTIONS))
+        assert store.marked == ["echo:questions:a"]
+        await broker.publish_batch(*batch, topic=settings.topic(topics.QUESTIONS))  # the refetch
+    assert calls == [["first", "second"], ["second"]]
+    assert captured["out"] == ["first", "second"]
 
 
 async def test_a_one_message_handler_is_tried_max_attempts_times_then_dead_lettered():

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -47,7 +48,8 @@ from opentelemetry.trace import Link, Span
 
 from autoglm.bus import topics
 from autoglm.bus.idempotency import IdempotencyStore, MemoryIdempotencyStore
-from autoglm.contracts import JSON, DeadLetter, decode, encode, require_fields
+from autoglm.bus.limits import Encoded, OutputTooLargeError, encode_within
+from autoglm.contracts import JSON, DeadLetter, decode, require_fields
 from autoglm.contracts.codec import content_type_of
 from autoglm.errors import AutoGLMError, BadInputError, TransientError
 from autoglm.logs import request_id_var
@@ -188,6 +190,9 @@ class ServiceRuntime:
             client_id=f"autoglm-{name}",
             acks="all",
             enable_idempotence=True,
+            # Outputs are fitted to max_message_bytes (bus.limits); this leaves room for the
+            # key, headers and record framing around the largest body.
+            max_request_size=settings.max_message_bytes + 64 * 1024,
             logger=logging.getLogger(f"autoglm.{name}.broker"),
         )
         self.app = FastStream(self.broker, logger=logging.getLogger(f"autoglm.{name}"))
@@ -363,17 +368,14 @@ class ServiceRuntime:
         return f"{owner}:{route.topic}:{envelope.request_id}"
 
     async def _handle_envelopes(self, route: _Route[Any], envelopes: list[_Envelope]) -> None:
-        acks: list[Awaitable[Any]] = []
-        done: list[str] = []
+        deliveries: list[_Delivery] = []
 
         fresh: list[_Envelope] = []
         for envelope in envelopes:
             try:
                 self._decode(route, envelope)
             except BadInputError as exc:
-                acks.append(await self._dead_letter(envelope, exc))
-                if envelope.request_id:
-                    done.append(self._key(route, envelope))
+                deliveries.append(await self._dead_letter_delivery(route, envelope, exc))
                 continue
             fresh.append(envelope)
 
@@ -392,18 +394,54 @@ class ServiceRuntime:
             results = await self._run_core(route, work) if work else []
         except BaseException:
             # The batch will be fetched again; let what was already sent finish first.
-            await asyncio.gather(*acks, return_exceptions=True)
+            await asyncio.gather(*(d.settle() for d in deliveries), return_exceptions=True)
             raise
         for envelope, result in zip(work, results, strict=True):
             if isinstance(result, BadInputError):
-                acks.append(await self._dead_letter(envelope, result))
+                deliveries.append(await self._dead_letter_delivery(route, envelope, result))
             else:
-                acks.extend(await self._publish_outputs(envelope, result))
-            done.append(self._key(route, envelope))
+                deliveries.append(await self._output_delivery(route, envelope, result))
 
         # At-least-once: every output acknowledged, then marked done, then (on return) committed.
-        await asyncio.gather(*acks)
-        await self.idempotency.mark_many(done)
+        await self._settle(route, deliveries)
+
+    async def _settle(self, route: _Route[Any], deliveries: list[_Delivery]) -> None:
+        """Wait for every message's outputs; mark done what was delivered.
+
+        A message whose outputs the broker refused for good (too large, invalid) is
+        dead-lettered in their place; one that failed for a reason that may pass leaves the
+        batch uncommitted, but what was delivered is marked done first, so the refetch does
+        not publish it again.
+        """
+        failures = await asyncio.gather(*(d.settle() for d in deliveries))
+        retry: BaseException | None = None
+        for delivery, failure in zip(deliveries, failures, strict=True):
+            if failure is None:
+                continue
+            if _retriable(failure):
+                retry = retry or failure
+                delivery.done_key = ""
+                continue
+            if delivery.is_dead_letter:
+                # Fitted to the limit, so this should not happen; retrying would block the
+                # partition forever, so say so loudly and go on.
+                self._log(
+                    delivery.envelope,
+                    logging.ERROR,
+                    f"the broker refused the dead letter ({failure!r}); the message is dropped",
+                )
+                continue
+            error = BadInputError(
+                f"the broker refused an output: {type(failure).__name__}: {failure}",
+                error_type="output_refused",
+            )
+            replacement = await self._dead_letter_delivery(route, delivery.envelope, error)
+            if await replacement.settle() is not None:
+                retry = retry or failure
+                delivery.done_key = ""
+        await self.idempotency.mark_many([d.done_key for d in deliveries if d.done_key])
+        if retry is not None:
+            raise TransientError(f"publishing failed, the batch will be retried: {retry}")
 
     async def _run_core(self, route: _Route[Any], work: list[_Envelope]) -> list[ItemResult]:
         """The core on the whole batch; after an unexpected failure, on each message alone."""
@@ -488,16 +526,27 @@ class ServiceRuntime:
         finally:
             request_id_var.reset(token)
 
-    async def _publish_outputs(
-        self, envelope: _Envelope, outputs: Sequence[Outgoing]
-    ) -> list[Awaitable[Any]]:
+    async def _output_delivery(
+        self, route: _Route[Any], envelope: _Envelope, outputs: Sequence[Outgoing]
+    ) -> _Delivery:
+        """Send a message's outputs, or its dead letter if one of them cannot fit the limit.
+
+        Every output is encoded and measured before any is sent: a message is published whole
+        or not at all."""
+        try:
+            encoded = [self._encode(o, envelope.content_type) for o in outputs]
+        except OutputTooLargeError as exc:
+            return await self._dead_letter_delivery(route, envelope, exc)
         with trace.use_span(envelope.span, end_on_exit=False):
-            return [
-                await self.publish_nowait(outgoing, content_type=envelope.content_type)
-                for outgoing in outputs
-            ]
+            sends = [await self._send(o, body, headers) for o, (body, headers) in encoded]
+        return _Delivery(envelope, sends, self._key(route, envelope))
 
     # --- producing ----------------------------------------------------------------------------
+
+    def _encode(self, outgoing: Outgoing, content_type: str) -> tuple[Outgoing, Encoded]:
+        return outgoing, encode_within(
+            outgoing.message, content_type, self.settings.max_message_bytes
+        )
 
     async def publish(self, outgoing: Outgoing, *, content_type: str) -> None:
         """Publish and wait for the broker's acknowledgement (acks=all)."""
@@ -507,17 +556,27 @@ class ServiceRuntime:
         """Hand a message to the producer; await the result for the acknowledgement.
 
         Outputs of a batch are sent together and acknowledged together, instead of one round
-        trip to the broker per output.
+        trip to the broker per output. A message over the size limit is shortened where its
+        kind allows (``bus.limits``) or refused with ``OutputTooLargeError`` before sending.
         """
-        body, headers = encode(outgoing.message, content_type)
+        _, (body, headers) = self._encode(outgoing, content_type)
+        return await self._send(outgoing, body, headers)
+
+    async def _send(
+        self, outgoing: Outgoing, body: bytes, headers: dict[str, str]
+    ) -> Awaitable[Any]:
+        headers = dict(headers)
         propagate.inject(headers)  # the current span (the message's own) becomes the parent
-        sent = await self.broker.publish(
-            body,
-            topic=self.settings.topic(outgoing.topic),
-            key=outgoing.key.encode("utf-8"),
-            headers=headers,
-            no_confirm=True,
-        )
+        try:
+            sent = await self.broker.publish(
+                body,
+                topic=self.settings.topic(outgoing.topic),
+                key=outgoing.key.encode("utf-8"),
+                headers=headers,
+                no_confirm=True,
+            )
+        except Exception as exc:  # refused at send time (e.g. too large): settled by the caller
+            return _failed(exc)
         # FastStream's in-memory test broker delivers at once and returns no future.
         return sent if inspect.isawaitable(sent) else asyncio.sleep(0)
 
@@ -535,6 +594,7 @@ class ServiceRuntime:
             source_offset=getattr(record, "offset", -1),
             original_key=getattr(record, "key", None) or b"",
             original_value=bytes(getattr(record, "value", None) or b""),
+            original_length=len(getattr(record, "value", None) or b""),
             reason=error.reason,
             error_type=error.error_type,
             trace_id=context.trace_id,
@@ -548,9 +608,40 @@ class ServiceRuntime:
         key = letter.request_id or letter.original_key.decode("utf-8", "replace")
         return Outgoing(topics.DEAD_LETTERS, letter, key=key)
 
-    async def _dead_letter(self, envelope: _Envelope, error: AutoGLMError) -> Awaitable[Any]:
+    async def _dead_letter_delivery(
+        self, route: _Route[Any], envelope: _Envelope, error: AutoGLMError
+    ) -> _Delivery:
         envelope.span.set_attribute("autoglm.dead_letter.reason", error.reason)
         self._log(envelope, logging.WARNING, f"dead-lettered: {error.reason}")
         outgoing = self.dead_letter_outgoing(self._context(envelope), error)
         with trace.use_span(envelope.span, end_on_exit=False):
-            return await self.publish_nowait(outgoing, content_type=envelope.content_type)
+            send = await self.publish_nowait(outgoing, content_type=envelope.content_type)
+        key = self._key(route, envelope) if envelope.request_id else ""
+        return _Delivery(envelope, [send], key, is_dead_letter=True)
+
+
+@dataclass
+class _Delivery:
+    """What one consumed message caused to be sent, and the idempotency key it completes."""
+
+    envelope: _Envelope
+    sends: list[Awaitable[Any]]
+    done_key: str
+    is_dead_letter: bool = False
+
+    async def settle(self) -> BaseException | None:
+        """Wait for every send; the first failure, or None when all were acknowledged."""
+        outcomes = await asyncio.gather(*self.sends, return_exceptions=True)
+        self.sends = []
+        return next((o for o in outcomes if isinstance(o, BaseException)), None)
+
+
+async def _failed(exc: BaseException) -> None:
+    raise exc
+
+
+def _retriable(exc: BaseException) -> bool:
+    """Kafka errors say whether retrying may help; anything else is assumed to."""
+    if isinstance(exc, KafkaError):
+        return bool(getattr(exc, "retriable", False))
+    return not isinstance(exc, BadInputError)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61utoglm/v1/dead_letter.proto\x12\nautoglm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x03\n\nDeadLetter\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x14\n\x0csource_topic\x18\x04 \x01(\t\x12\x18\n\x10source_partition\x18\x05 \x01(\x05\x12\x15\n\rsource_offset\x18\x06 \x01(\x03\x12\x14\n\x0coriginal_key\x18\x07 \x01(\x0c\x12\x16\n\x0eoriginal_value\x18\x08 \x01(\x0c\x12\x45\n\x10original_headers\x18\t \x03(\x0b\x32+.autoglm.v1.DeadLetter.OriginalHeadersEntry\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x12\n\nerror_type\x18\x0b \x01(\t\x12\x10\n\x08trace_id\x18\x0c \x01(\t\x12-\n\tfailed_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x36\n\x14OriginalHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61utoglm/v1/dead_letter.proto\x12\nautoglm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x03\n\nDeadLetter\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x14\n\x0csource_topic\x18\x04 \x01(\t\x12\x18\n\x10source_partition\x18\x05 \x01(\x05\x12\x15\n\rsource_offset\x18\x06 \x01(\x03\x12\x14\n\x0coriginal_key\x18\x07 \x01(\x0c\x12\x16\n\x0eoriginal_value\x18\x08 \x01(\x0c\x12\x45\n\x10original_headers\x18\t \x03(\x0b\x32+.autoglm.v1.DeadLetter.OriginalHeadersEntry\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x12\n\nerror_type\x18\x0b \x01(\t\x12\x10\n\x08trace_id\x18\x0c \x01(\t\x12-\n\tfailed_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0foriginal_length\x18\x0e \x01(\x04\x12\x1a\n\x12original_truncated\x18\x0f \x01(\x08\x1a\x36\n\x14OriginalHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._loaded_options = None
   _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._serialized_options = b'8\001'
   _globals['_DEADLETTER']._serialized_start=78
-  _globals['_DEADLETTER']._serialized_end=496
-  _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._serialized_start=442
-  _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._serialized_end=496
+  _globals['_DEADLETTER']._serialized_end=549
+  _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._serialized_start=495
+  _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._serialized_end=549
 # @@protoc_insertion_point(module_scope)

@@ -26,23 +26,25 @@ from autoglm.v1 import common_pb2 as autoglm_dot_v1_dot_common__pb2
 from autoglm.v1 import questions_pb2 as autoglm_dot_v1_dot_questions__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61utoglm/v1/reasoning.proto\x12\nautoglm.v1\x1a\x17\x61utoglm/v1/common.proto\x1a\x1a\x61utoglm/v1/questions.proto\"5\n\tGraphNode\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\"\xb4\x01\n\x08Subgraph\x12$\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.autoglm.v1.GraphNode\x12\x13\n\x0b\x65\x64ge_source\x18\x02 \x03(\x05\x12\x13\n\x0b\x65\x64ge_target\x18\x03 \x03(\x05\x12\x15\n\redge_relation\x18\x04 \x03(\x05\x12\x16\n\x0erelation_types\x18\x05 \x03(\t\x12\x16\n\x0e\x61nchor_indices\x18\x06 \x03(\x05\x12\x11\n\ttruncated\x18\x07 \x01(\x08\"\xd3\x02\n\x0eReasoningInput\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12,\n\x08question\x18\x03 \x01(\x0b\x32\x1a.autoglm.v1.ParsedQuestion\x12&\n\x08subgraph\x18\x04 \x01(\x0b\x32\x14.autoglm.v1.Subgraph\x12*\n\x07linking\x18\x05 \x01(\x0b\x32\x19.autoglm.v1.LinkingReport\x12\x15\n\rgraph_version\x18\x06 \x01(\x03\x12\x0c\n\x04hops\x18\x07 \x01(\r\x12\r\n\x05top_k\x18\x08 \x01(\r\x12(\n\x06status\x18\t \x01(\x0e\x32\x18.autoglm.v1.ResultStatus\x12\r\n\x05\x65rror\x18\n \x01(\t\x12&\n\x07timings\x18\x0b \x03(\x0b\x32\x15.autoglm.v1.HopTiming\"\\\n\x06\x41nswer\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\x12\"\n\x04path\x18\x04 \x03(\x0b\x32\x14.autoglm.v1.PathEdge\"\xf6\x02\n\x06Result\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.autoglm.v1.ResultStatus\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x10\n\x08question\x18\x05 \x01(\t\x12#\n\x07\x61nswers\x18\x06 \x03(\x0b\x32\x12.autoglm.v1.Answer\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x12,\n\x0ereasoning_path\x18\x08 \x03(\x0b\x32\x14.autoglm.v1.PathEdge\x12\x15\n\rmodel_version\x18\t \x01(\t\x12\x15\n\rgraph_version\x18\n \x01(\x03\x12&\n\x07timings\x18\x0b \x03(\x0b\x32\x15.autoglm.v1.HopTiming\x12*\n\x07linking\x18\x0c \x01(\x0b\x32\x19.autoglm.v1.LinkingReport\x12\x0c\n\x04hops\x18\r \x01(\r*\x8d\x02\n\x0cResultStatus\x12\x1d\n\x19RESULT_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10RESULT_STATUS_OK\x10\x01\x12\x1b\n\x17RESULT_STATUS_NO_ENTITY\x10\x02\x12%\n!RESULT_STATUS_ENTITY_NOT_IN_GRAPH\x10\x03\x12 \n\x1cRESULT_STATUS_EMPTY_SUBGRAPH\x10\x04\x12$\n RESULT_STATUS_SUBGRAPH_TOO_LARGE\x10\x05\x12#\n\x1fRESULT_STATUS_MODEL_UNAVAILABLE\x10\x06\x12\x17\n\x13RESULT_STATUS_ERROR\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61utoglm/v1/reasoning.proto\x12\nautoglm.v1\x1a\x17\x61utoglm/v1/common.proto\x1a\x1a\x61utoglm/v1/questions.proto\"5\n\tGraphNode\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\"\xe5\x01\n\x08Subgraph\x12$\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.autoglm.v1.GraphNode\x12\x13\n\x0b\x65\x64ge_source\x18\x02 \x03(\x05\x12\x13\n\x0b\x65\x64ge_target\x18\x03 \x03(\x05\x12\x15\n\redge_relation\x18\x04 \x03(\x05\x12\x16\n\x0erelation_types\x18\x05 \x03(\t\x12\x16\n\x0e\x61nchor_indices\x18\x06 \x03(\x05\x12\x11\n\ttruncated\x18\x07 \x01(\x08\x12/\n\redge_evidence\x18\x08 \x03(\x0b\x32\x18.autoglm.v1.EdgeEvidence\"D\n\x0c\x45\x64geEvidence\x12\x0c\n\x04\x65\x64ge\x18\x01 \x01(\x05\x12&\n\x08\x65vidence\x18\x02 \x03(\x0b\x32\x14.autoglm.v1.Evidence\"\xd3\x02\n\x0eReasoningInput\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12,\n\x08question\x18\x03 \x01(\x0b\x32\x1a.autoglm.v1.ParsedQuestion\x12&\n\x08subgraph\x18\x04 \x01(\x0b\x32\x14.autoglm.v1.Subgraph\x12*\n\x07linking\x18\x05 \x01(\x0b\x32\x19.autoglm.v1.LinkingReport\x12\x15\n\rgraph_version\x18\x06 \x01(\x03\x12\x0c\n\x04hops\x18\x07 \x01(\r\x12\r\n\x05top_k\x18\x08 \x01(\r\x12(\n\x06status\x18\t \x01(\x0e\x32\x18.autoglm.v1.ResultStatus\x12\r\n\x05\x65rror\x18\n \x01(\t\x12&\n\x07timings\x18\x0b \x03(\x0b\x32\x15.autoglm.v1.HopTiming\"\\\n\x06\x41nswer\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\x12\"\n\x04path\x18\x04 \x03(\x0b\x32\x14.autoglm.v1.PathEdge\"\x87\x03\n\x06Result\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.autoglm.v1.ResultStatus\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x10\n\x08question\x18\x05 \x01(\t\x12#\n\x07\x61nswers\x18\x06 \x03(\x0b\x32\x12.autoglm.v1.Answer\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x12,\n\x0ereasoning_path\x18\x08 \x03(\x0b\x32\x14.autoglm.v1.PathEdge\x12\x15\n\rmodel_version\x18\t \x01(\t\x12\x15\n\rgraph_version\x18\n \x01(\x03\x12&\n\x07timings\x18\x0b \x03(\x0b\x32\x15.autoglm.v1.HopTiming\x12*\n\x07linking\x18\x0c \x01(\x0b\x32\x19.autoglm.v1.LinkingReport\x12\x0c\n\x04hops\x18\r \x01(\r\x12\x0f\n\x07trimmed\x18\x0e \x01(\t*\x8d\x02\n\x0cResultStatus\x12\x1d\n\x19RESULT_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10RESULT_STATUS_OK\x10\x01\x12\x1b\n\x17RESULT_STATUS_NO_ENTITY\x10\x02\x12%\n!RESULT_STATUS_ENTITY_NOT_IN_GRAPH\x10\x03\x12 \n\x1cRESULT_STATUS_EMPTY_SUBGRAPH\x10\x04\x12$\n RESULT_STATUS_SUBGRAPH_TOO_LARGE\x10\x05\x12#\n\x1fRESULT_STATUS_MODEL_UNAVAILABLE\x10\x06\x12\x17\n\x13RESULT_STATUS_ERROR\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'autoglm.v1.reasoning_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESULTSTATUS']._serialized_start=1147
-  _globals['_RESULTSTATUS']._serialized_end=1416
+  _globals['_RESULTSTATUS']._serialized_start=1283
+  _globals['_RESULTSTATUS']._serialized_end=1552
   _globals['_GRAPHNODE']._serialized_start=95
   _globals['_GRAPHNODE']._serialized_end=148
   _globals['_SUBGRAPH']._serialized_start=151
-  _globals['_SUBGRAPH']._serialized_end=331
-  _globals['_REASONINGINPUT']._serialized_start=334
-  _globals['_REASONINGINPUT']._serialized_end=673
-  _globals['_ANSWER']._serialized_start=675
-  _globals['_ANSWER']._serialized_end=767
-  _globals['_RESULT']._serialized_start=770
-  _globals['_RESULT']._serialized_end=1144
+  _globals['_SUBGRAPH']._serialized_end=380
+  _globals['_EDGEEVIDENCE']._serialized_start=382
+  _globals['_EDGEEVIDENCE']._serialized_end=450
+  _globals['_REASONINGINPUT']._serialized_start=453
+  _globals['_REASONINGINPUT']._serialized_end=792
+  _globals['_ANSWER']._serialized_start=794
+  _globals['_ANSWER']._serialized_end=886
+  _globals['_RESULT']._serialized_start=889
+  _globals['_RESULT']._serialized_end=1280
 # @@protoc_insertion_point(module_scope)

@@ -39,7 +39,7 @@ class GraphNode(_message.Message):
     def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
 
 class Subgraph(_message.Message):
-    __slots__ = ("nodes", "edge_source", "edge_target", "edge_relation", "relation_types", "anchor_indices", "truncated")
+    __slots__ = ("nodes", "edge_source", "edge_target", "edge_relation", "relation_types", "anchor_indices", "truncated", "edge_evidence")
     NODES_FIELD_NUMBER: _ClassVar[int]
     EDGE_SOURCE_FIELD_NUMBER: _ClassVar[int]
     EDGE_TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,7 @@ class Subgraph(_message.Message):
     RELATION_TYPES_FIELD_NUMBER: _ClassVar[int]
     ANCHOR_INDICES_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    EDGE_EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[GraphNode]
     edge_source: _containers.RepeatedScalarFieldContainer[int]
     edge_target: _containers.RepeatedScalarFieldContainer[int]
@@ -54,7 +55,16 @@ class Subgraph(_message.Message):
     relation_types: _containers.RepeatedScalarFieldContainer[str]
     anchor_indices: _containers.RepeatedScalarFieldContainer[int]
     truncated: bool
-    def __init__(self, nodes: _Optional[_Iterable[_Union[GraphNode, _Mapping]]] = ..., edge_source: _Optional[_Iterable[int]] = ..., edge_target: _Optional[_Iterable[int]] = ..., edge_relation: _Optional[_Iterable[int]] = ..., relation_types: _Optional[_Iterable[str]] = ..., anchor_indices: _Optional[_Iterable[int]] = ..., truncated: _Optional[bool] = ...) -> None: ...
+    edge_evidence: _containers.RepeatedCompositeFieldContainer[EdgeEvidence]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[GraphNode, _Mapping]]] = ..., edge_source: _Optional[_Iterable[int]] = ..., edge_target: _Optional[_Iterable[int]] = ..., edge_relation: _Optional[_Iterable[int]] = ..., relation_types: _Optional[_Iterable[str]] = ..., anchor_indices: _Optional[_Iterable[int]] = ..., truncated: _Optional[bool] = ..., edge_evidence: _Optional[_Iterable[_Union[EdgeEvidence, _Mapping]]] = ...) -> None: ...
+
+class EdgeEvidence(_message.Message):
+    __slots__ = ("edge", "evidence")
+    EDGE_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    edge: int
+    evidence: _containers.RepeatedCompositeFieldContainer[_common_pb2.Evidence]
+    def __init__(self, edge: _Optional[int] = ..., evidence: _Optional[_Iterable[_Union[_common_pb2.Evidence, _Mapping]]] = ...) -> None: ...
 
 class ReasoningInput(_message.Message):
     __slots__ = ("request_id", "schema_version", "question", "subgraph", "linking", "graph_version", "hops", "top_k", "status", "error", "timings")
@@ -95,7 +105,7 @@ class Answer(_message.Message):
     def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., probability: _Optional[float] = ..., path: _Optional[_Iterable[_Union[_common_pb2.PathEdge, _Mapping]]] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("request_id", "schema_version", "status", "error", "question", "answers", "confidence", "reasoning_path", "model_version", "graph_version", "timings", "linking", "hops")
+    __slots__ = ("request_id", "schema_version", "status", "error", "question", "answers", "confidence", "reasoning_path", "model_version", "graph_version", "timings", "linking", "hops", "trimmed")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +119,7 @@ class Result(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     LINKING_FIELD_NUMBER: _ClassVar[int]
     HOPS_FIELD_NUMBER: _ClassVar[int]
+    TRIMMED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     schema_version: int
     status: ResultStatus
@@ -122,4 +133,5 @@ class Result(_message.Message):
     timings: _containers.RepeatedCompositeFieldContainer[_common_pb2.HopTiming]
     linking: _questions_pb2.LinkingReport
     hops: int
-    def __init__(self, request_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., status: _Optional[_Union[ResultStatus, str]] = ..., error: _Optional[str] = ..., question: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., confidence: _Optional[float] = ..., reasoning_path: _Optional[_Iterable[_Union[_common_pb2.PathEdge, _Mapping]]] = ..., model_version: _Optional[str] = ..., graph_version: _Optional[int] = ..., timings: _Optional[_Iterable[_Union[_common_pb2.HopTiming, _Mapping]]] = ..., linking: _Optional[_Union[_questions_pb2.LinkingReport, _Mapping]] = ..., hops: _Optional[int] = ...) -> None: ...
+    trimmed: str
+    def __init__(self, request_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., status: _Optional[_Union[ResultStatus, str]] = ..., error: _Optional[str] = ..., question: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., confidence: _Optional[float] = ..., reasoning_path: _Optional[_Iterable[_Union[_common_pb2.PathEdge, _Mapping]]] = ..., model_version: _Optional[str] = ..., graph_version: _Optional[int] = ..., timings: _Optional[_Iterable[_Union[_common_pb2.HopTiming, _Mapping]]] = ..., linking: _Optional[_Union[_questions_pb2.LinkingReport, _Mapping]] = ..., hops: _Optional[int] = ..., trimmed: _Optional[str] = ...) -> None: ...
