@@ -159,6 +159,19 @@ class Settings(BaseSettings):
     linking_fulltext_candidates: int = Field(
         5, ge=1, description="Full-text index hits considered per unmatched NER mention."
     )
+    linking_max_spans: int = Field(
+        1_000,
+        ge=1,
+        description="Most candidate spans of one question looked up (shortest n-grams first): "
+        "bounds the work a hostile 1,000-character question can cause; a MetaQA question has "
+        "at most a few hundred.",
+    )
+    linking_max_mentions: int = Field(
+        32,
+        ge=1,
+        description="Most parser mentions (bracketed or NER) of one question that are linked; "
+        "the rest are ignored.",
+    )
 
     # --- Question-guided subgraph retrieval and its cache (libs/autoglm/graph/retrieval.py) ---
     retrieval_guided: bool = Field(

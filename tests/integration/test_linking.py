@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from autoglm.contracts import Mention, ParsedDocument, Triple
@@ -153,3 +155,18 @@ async def test_nothing_to_link(linker):
     text = "who directed Zorblax"
     report = await linker.link([ner(text, "Zorblax", "PERSON")], text=text)
     assert not report.anchors and list(report.unlinked_mentions) == ["Zorblax"]
+
+
+async def test_hostile_question_is_bounded_and_still_linked(linker):
+    """The issue's 997-character question of brackets and short words (~249,000 spans, 12 s of
+    CPU before the bounds), with a real name in it: one bounded query, the name found."""
+    text = ("who directed Moulin Rouge! " + "([a]) " * 200)[:997]
+    started = time.perf_counter()
+    report = await linker.link([ner(text, "Moulin Rouge!")], text=text)
+    elapsed = time.perf_counter() - started
+    assert anchors(report) == ["Moulin Rouge!"]
+    assert elapsed < 1.0, f"{elapsed:.2f} s"  # wall clock, Neo4j round trips included
+    many = [ner(text, "([a])") for _ in range(500)]  # a forged parsed question's mentions
+    started = time.perf_counter()
+    await linker.link(many, text=text)
+    assert time.perf_counter() - started < 1.0

@@ -10,12 +10,13 @@ the graph is reported in ``unlinked_mentions`` (never replaced by a near match).
 **Questions without brackets** (``link(mentions, text=question.normalized_text)``) are linked by
 scoring candidate spans of the text. Why this design:
 
-* *Candidates.* Every word n-gram of the question (up to ``max_span_tokens`` words, with any
-  part of the punctuation glued to its edge words, and without a possessive ``'s``) plus the
-  parser's NER mentions. MetaQA names a topic entity verbatim, while spaCy's small NER model
-  misses most film titles and tags ("Police", "Fall", "clint eastwood"), so n-grams find the
-  entity; NER agreement is a bonus, and an NER mention that no name matches exactly goes to the
-  full-text index (for names written differently from the graph, "Spielberg").
+* *Candidates.* Every word n-gram of the question (up to ``max_span_tokens`` words, with up
+  to ``EDGE_PUNCTUATION`` characters of the punctuation glued to its edge words, or all of it,
+  and without a possessive ``'s``) plus the parser's NER mentions. MetaQA names a topic
+  entity verbatim, while spaCy's small NER model misses most film titles and tags ("Police",
+  "Fall", "clint eastwood"), so n-grams find the entity; NER agreement is a bonus, and an NER
+  mention that no name matches exactly goes to the full-text index (for names written
+  differently from the graph, "Spielberg").
 * *Lookup.* All candidate strings are looked up in **one** query on the indexed case-folded
   ``lookup`` property (an index seek per string; ~100-300 strings for a MetaQA question). The
   full-text index is asked only for NER mentions with no exact hit that hold a content word
@@ -54,13 +55,25 @@ it (stop words only), top-anchor accuracy on all dev questions drops from 100% t
 
 Without ``text`` (callers holding only mentions) each mention is linked on its own: exact
 lookup, else full-text for non-bracket mentions, as before n-gram linking existed.
+
+**Bounded work.** A question is untrusted input, and linking once tried every combination of
+the punctuation around a span's edge words: a 997-character question of brackets and short
+words made ~249,000 candidate spans, 12 s of CPU and ~320 MB, on the event loop, longer than a
+Kafka heartbeat. Now an edge keeps at most ``EDGE_PUNCTUATION`` (4) characters of its
+punctuation or all of it (every MetaQA name is among these; ``"If...."?`` still yields
+``If....``), n-grams are enumerated shortest first and stop at ``max_spans`` (1,000; a MetaQA
+question has at most a few hundred), and at most ``max_mentions`` parser mentions are used (a
+parsed question arrives from a topic anyone may write). Any 1,000-character question then links
+in a few milliseconds and well under 10 MB (``tests/unit/test_linking_limits.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from spacy.lang.en.stop_words import STOP_WORDS
@@ -126,6 +139,17 @@ FULLTEXT_FACTOR = 0.5
 # A span of template words alone ("director", "film" are tags too) is never an anchor.
 MIN_ANCHOR_SCORE = 0.0
 
+# Characters of the punctuation glued to a span's edge word that are tried one by one (beyond
+# them only "all of it"): the longest such run in a MetaQA name is 4 ("If...."), so "If....?"
+# yields If / If. / ... / If.... / If....? without trying every prefix of "((((((((".
+EDGE_PUNCTUATION = 4
+# Most candidate spans of one question, and most parser mentions considered (see above).
+MAX_SPANS = 1_000
+MAX_MENTIONS = 32
+# Most spans a decision takes as anchors or ambiguity (each is checked against every candidate):
+# a question names one to a few entities, a graph that names every n-gram must not cost O(n^2).
+MAX_DECIDED_SPANS = 16
+
 _TOKEN = re.compile(r"\S+")
 _LEADING = "\"'([{\u201c\u2018\u00ab"
 _TRAILING = "\"'.,;:!?)]}\u201d\u2019\u00bb"
@@ -174,7 +198,7 @@ class Candidate:
     via: str = "exact"  # "exact" (lookup key) or "fulltext"
     ner: bool = False
 
-    @property
+    @cached_property
     def keys(self) -> frozenset[str]:
         return frozenset(key for key, _ in self.entities)
 
@@ -219,25 +243,47 @@ def tokenize(
     return tokens
 
 
-def candidate_spans(text: str, tokens: Sequence[Token], max_tokens: int) -> list[Span]:
-    """Every n-gram of up to ``max_tokens`` tokens, with any part of its edge punctuation."""
+def candidate_spans(
+    text: str, tokens: Sequence[Token], max_tokens: int, max_spans: int = MAX_SPANS
+) -> list[Span]:
+    """The n-grams of up to ``max_tokens`` tokens, shortest first, at most ``max_spans``.
+
+    Each n-gram comes with its edge punctuation kept in every amount up to
+    ``EDGE_PUNCTUATION`` characters and in full, and without a possessive ``'s``.
+    """
     spans: dict[tuple[int, int], Span] = {}
-    for first, head in enumerate(tokens):
-        for last in range(first + 1, min(len(tokens), first + max_tokens) + 1):
-            tail = tokens[last - 1]
-            for start in range(head.start, head.core_start + 1):
-                for end in range(tail.core_end, tail.end + 1):
-                    if end <= start:
-                        continue
-                    piece = text[start:end]
-                    spans.setdefault((start, end), Span(start, end, first, last, piece))
-                    owner = _POSSESSIVE.search(piece)
-                    if owner and owner.start() > 0 and end == tail.core_end:
-                        cut = start + owner.start()
-                        spans.setdefault(
-                            (start, cut), Span(start, cut, first, last, text[start:cut])
-                        )
+    starts = [_edge_positions(t.core_start, t.start, -1) for t in tokens]
+    ends = [_edge_positions(t.core_end, t.end, 1) for t in tokens]
+    owners = [_possessive_cut(text, t) for t in tokens]
+    for length in range(1, min(max_tokens, len(tokens)) + 1):
+        for first in range(len(tokens) - length + 1):
+            last = first + length
+            cut = owners[last - 1]
+            for start in starts[first]:
+                for end in ends[last - 1]:
+                    if end > start and (start, end) not in spans:
+                        spans[start, end] = Span(start, end, first, last, text[start:end])
+                if cut is not None and cut > start and (start, cut) not in spans:
+                    spans[start, cut] = Span(start, cut, first, last, text[start:cut])
+                if len(spans) >= max_spans:
+                    return list(spans.values())[:max_spans]
     return list(spans.values())
+
+
+def _edge_positions(core: int, outer: int, step: int) -> tuple[int, ...]:
+    """Where a span may begin (``step`` -1) or end (+1) in a token: at its core, up to
+    ``EDGE_PUNCTUATION`` characters into the glued punctuation, or at the token's edge."""
+    inner = range(core, core + step * (EDGE_PUNCTUATION + 1), step)
+    kept = [p for p in inner if (p >= outer if step < 0 else p <= outer)]
+    return tuple(dict.fromkeys([*kept, outer]))
+
+
+def _possessive_cut(text: str, token: Token) -> int | None:
+    """Where the owner ends in a token whose core is a possessive ("Ocean's" -> "Ocean")."""
+    owner = _POSSESSIVE.search(text, token.core_start, token.core_end)
+    if owner is None or owner.end() != token.core_end:
+        return None
+    return owner.start()
 
 
 def span_for_chars(text: str, tokens: Sequence[Token], start: int, end: int) -> Span | None:
@@ -315,7 +361,7 @@ def decide(candidates: Sequence[Candidate], margin: float, secondary_min_score: 
     3. Every other candidate scoring at least ``secondary_min_score``, disjoint from the spans
        already taken and naming new entities, is a further anchor if it is clear (by
        ``margin``) of the candidates overlapping it; if not, it and they are reported ambiguous
-       next to the anchors.
+       next to the anchors. At most ``MAX_DECIDED_SPANS`` spans are taken.
     """
     decision = Decision()
     ranked = sorted(
@@ -344,7 +390,7 @@ def decide(candidates: Sequence[Candidate], margin: float, secondary_min_score: 
     taken = [top.span]
     linked = set(top.keys)
     for candidate in ranked[1:]:
-        if candidate.score < secondary_min_score:
+        if candidate.score < secondary_min_score or len(taken) >= MAX_DECIDED_SPANS:
             break
         if candidate.keys <= linked or any(candidate.span.overlaps(s) for s in taken):
             continue
@@ -404,6 +450,22 @@ def fulltext_groups(
 # --- The linker ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What n-gram linking of one question looks up: its tokens, its spans with their lookup
+    keys, the parser's mentions placed on the tokens."""
+
+    tokens: list[Token]
+    spans: list[tuple[Span, str]]
+    mention_spans: list[tuple[Mention, Span]]
+    ner_lookups: set[str]
+    cased: bool
+
+    @property
+    def lookups(self) -> set[str]:
+        return {lookup for _, lookup in self.spans}
+
+
 class ReadStore(Protocol):
     """What linking needs of ``GraphStore`` (a fake with this method serves unit tests)."""
 
@@ -419,6 +481,8 @@ class EntityLinker:
         max_span_tokens: int = 14,
         margin: float = 0.5,
         secondary_min_score: float = 2.0,
+        max_spans: int = MAX_SPANS,
+        max_mentions: int = MAX_MENTIONS,
         function_words: frozenset[str] = FUNCTION_WORDS,
         question_words: frozenset[str] = QUESTION_WORDS,
     ) -> None:
@@ -427,6 +491,8 @@ class EntityLinker:
         self.max_span_tokens = max_span_tokens
         self.margin = margin
         self.secondary_min_score = secondary_min_score
+        self.max_spans = max_spans
+        self.max_mentions = max_mentions
         self.function_words = function_words
         self.question_words = question_words
         self._lookups: Coalescer[str, list[tuple[str, str]]] = Coalescer(self._fetch_exact)
@@ -439,15 +505,17 @@ class EntityLinker:
             max_span_tokens=settings.linking_max_span_tokens,
             margin=settings.linking_ambiguity_margin,
             secondary_min_score=settings.linking_secondary_min_score,
+            max_spans=settings.linking_max_spans,
+            max_mentions=settings.linking_max_mentions,
         )
 
     async def link(self, mentions: Sequence[Mention], text: str | None = None) -> LinkingReport:
         """Link a question's mentions; ``text`` (brackets removed) enables n-gram linking."""
-        brackets = [m for m in mentions if m.source == "bracket"]
+        brackets = [m for m in mentions if m.source == "bracket"][: self.max_mentions]
         # A bracketed mention is the user's explicit choice: it alone decides the anchors.
         if brackets or not (text and text.strip()):
-            return await self._link_mentions(brackets or list(mentions))
-        return await self._link_text(text, list(mentions))
+            return await self._link_mentions(brackets or list(mentions)[: self.max_mentions])
+        return await self._link_text(text, list(mentions)[: self.max_mentions])
 
     # -- mentions one by one (brackets; callers without text) --
 
@@ -501,10 +569,24 @@ class EntityLinker:
     # -- n-gram linking of a question text --
 
     async def _link_text(self, text: str, mentions: Sequence[Mention]) -> LinkingReport:
+        # The pure parts (spans, scores, the decision) are CPU work of up to a few milliseconds
+        # for a long question: they run in a worker thread, off the event loop that keeps the
+        # Kafka heartbeats and the other questions of the batch going.
+        prepared = await asyncio.to_thread(self._prepare, text, mentions)
+        by_lookup = await self._exact(prepared.lookups)
+        candidates, unmatched = await asyncio.to_thread(self._exact_candidates, prepared, by_lookup)
+        unlinked: list[tuple[Mention, Span]] = []
+        if unmatched:
+            found, unlinked = await self._fulltext_candidates(
+                prepared.tokens, unmatched, prepared.cased
+            )
+            candidates.extend(found)
+        return await asyncio.to_thread(self._report, candidates, unlinked)
+
+    def _prepare(self, text: str, mentions: Sequence[Mention]) -> _Prepared:
         tokens = tokenize(text, self.function_words, self.question_words)
-        spans = candidate_spans(text, tokens, self.max_span_tokens)
+        spans = candidate_spans(text, tokens, self.max_span_tokens, self.max_spans)
         ner_mentions = [m for m in mentions if m.text.strip()]
-        ner_lookups = {lookup_key(m.text) for m in ner_mentions if m.source == "ner"}
         mention_spans: list[tuple[Mention, Span]] = []
         for mention in ner_mentions:
             span = span_for_chars(text, tokens, mention.start_char, mention.end_char)
@@ -514,18 +596,29 @@ class EntityLinker:
                 mention_spans.append((mention, span))
         known = {(s.start, s.end) for s in spans}
         spans.extend(s for _, s in mention_spans if (s.start, s.end) not in known)
-        by_lookup = await self._exact({lookup_key(s.text) for s in spans})
+        return _Prepared(
+            tokens=tokens,
+            spans=[(s, lookup_key(s.text)) for s in spans],
+            mention_spans=mention_spans,
+            ner_lookups={lookup_key(m.text) for m in ner_mentions if m.source == "ner"},
+            # A question without a capital letter says nothing about case: no exact-case reading.
+            cased=any(ch.isupper() for ch in text),
+        )
 
-        # A question without a capital letter says nothing about case: no exact-case reading.
-        cased = any(ch.isupper() for ch in text)
+    def _exact_candidates(
+        self, prepared: _Prepared, by_lookup: dict[str, list[tuple[str, str]]]
+    ) -> tuple[list[Candidate], list[tuple[Mention, Span]]]:
+        """Candidates of the spans that name entities, and the NER mentions left for the
+        full-text index."""
+        tokens, cased = prepared.tokens, prepared.cased
         candidates: list[Candidate] = []
-        for span in spans:
-            matches = by_lookup.get(lookup_key(span.text), [])
+        for span, lookup in prepared.spans:
+            matches = by_lookup.get(lookup, [])
             if not matches:
                 continue
             spelled = normalize_key(span.text)
             exact = [m for m in matches if m[0] == spelled] if cased else []
-            ner = lookup_key(span.text) in ner_lookups
+            ner = lookup in prepared.ner_lookups
             score = span_score(tokens, span, exact_case=bool(exact), ner=ner, cased=cased)
             candidates.append(Candidate(span, exact or matches, score, "exact", ner))
 
@@ -533,15 +626,16 @@ class EntityLinker:
         # template words alone (spaCy tags "the release years" as a DATE).
         unmatched = [
             (m, s)
-            for m, s in mention_spans
+            for m, s in prepared.mention_spans
             if not by_lookup.get(lookup_key(s.text))
             and any(t.kind == "content" for t in tokens[s.first : s.last])
             and not any(c.score > MIN_ANCHOR_SCORE and c.span.overlaps(s) for c in candidates)
         ]
-        unlinked: list[tuple[Mention, Span]] = []
-        if unmatched:
-            found, unlinked = await self._fulltext_candidates(tokens, unmatched, cased)
-            candidates.extend(found)
+        return candidates, unmatched
+
+    def _report(
+        self, candidates: Sequence[Candidate], unlinked: Sequence[tuple[Mention, Span]]
+    ) -> LinkingReport:
         decision = decide(candidates, self.margin, self.secondary_min_score)
         report = LinkingReport()
         for candidate in decision.anchors:
