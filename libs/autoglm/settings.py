@@ -230,6 +230,17 @@ class Settings(BaseSettings):
         description="torch intra-op threads in the graph-builder (0 = torch's default); one "
         "sentence per call gains nothing from more and competes with other processes.",
     )
+    retrieval_include_open: bool = Field(
+        False,
+        description="Walk open relations too (facts read from text whose relation is outside "
+        "the extraction schema); off, they are stored but never retrieved.",
+    )
+    evidence_per_edge: int = Field(
+        3,
+        ge=0,
+        description="Most evidence sentences handed to inference with each text-derived edge "
+        "of a retrieved subgraph (shown by `autoglm ask` on the reasoning path); 0 = none.",
+    )
     subgraph_cache_enabled: bool = Field(
         True, description="Cache retrieved subgraphs in Redis (keyed by graph version)."
     )

@@ -4,7 +4,9 @@ parsed-documents -> Neo4j (+ graph-commits); parsed-questions -> reasoning-input
 
 Parsed documents are consumed in batches and written with one transaction per batch (split when
 it holds more triples than ``graph_write_max_triples``): a KB of 100k triples is a few dozen
-transactions instead of hundreds.
+transactions instead of hundreds. A parsed document with the id of one already written replaces
+it, and one with the action DELETE removes its contribution (``autoglm.graph.writes``); the commit
+says how many edges went with it (``triples_removed``).
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ def build(
                     line_errors=len(document.line_errors),
                     graph_entities=summary.graph_entities,
                     graph_relations=summary.graph_relations,
+                    action=rows.action,
+                    triples_removed=summary.triples_removed.get(document.document_id, 0),
                 )
                 results[index] = [Outgoing(topics.GRAPH_COMMITS, commit, key=document.document_id)]
         return results

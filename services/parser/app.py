@@ -1,5 +1,7 @@
 """parser service: documents -> parsed-documents, questions -> parsed-questions.
 
+A document whose action is DELETE needs no text: it goes on to graph-builder as it is.
+
 Both topics are consumed in batches: the NLP of a batch runs in one ``nlp.pipe`` call, in a worker
 thread so that the event loop (Kafka heartbeats, fetches, acknowledgements) keeps running.
 """
@@ -14,7 +16,13 @@ from pydantic import Field
 from autoglm.bus import topics
 from autoglm.bus.idempotency import IdempotencyStore
 from autoglm.bus.service import Incoming, ItemResult, Outgoing, ServiceRuntime
-from autoglm.contracts import Document, ParsedDocument, Question
+from autoglm.contracts import (
+    Document,
+    DocumentAction,
+    ParsedDocument,
+    Question,
+    require_fields,
+)
 from autoglm.errors import BAD_LINES, BadInputError
 from autoglm.nlp.messages import line_error_report, parse_document_batch, parse_question_batch
 from autoglm.nlp.parsing import TextParser
@@ -30,6 +38,16 @@ class ParserSettings(Settings):
         description="Most messages parsed together: the records one poll may bring, and the "
         "spaCy nlp.pipe batch size.",
     )
+
+
+def _missing_text(document: Document) -> BadInputError | None:
+    if document.action == DocumentAction.DOCUMENT_ACTION_DELETE:
+        return None
+    try:
+        require_fields(document, "text")
+    except BadInputError as exc:
+        return exc
+    return None
 
 
 def build(
@@ -63,16 +81,20 @@ def build(
         topics.DOCUMENTS,
         Document,
         max_records=settings.parser_batch_size,
-        required=("request_id", "text"),
+        required=("request_id",),
     )
     async def on_documents(items: Sequence[Incoming[Document]]) -> list[ItemResult]:
-        documents = [item.message for item in items]
+        # Text is required of everything but a delete.
+        results: list[ItemResult | None] = [_missing_text(item.message) for item in items]
+        todo = [n for n, result in enumerate(results) if result is None]
+        documents = [items[n].message for n in todo]
         async with nlp_lock:
             parsed = await asyncio.to_thread(parse_document_batch, parser, documents, settings)
-        return [
-            result if isinstance(result, BadInputError) else document_outputs(item, result)
-            for item, result in zip(items, parsed, strict=True)
-        ]
+        for n, result in zip(todo, parsed, strict=True):
+            results[n] = (
+                result if isinstance(result, BadInputError) else document_outputs(items[n], result)
+            )
+        return [result for result in results if result is not None]
 
     def document_outputs(item: Incoming[Document], parsed: ParsedDocument) -> list[Outgoing]:
         outputs = [Outgoing(topics.PARSED_DOCUMENTS, parsed, key=parsed.document_id)]

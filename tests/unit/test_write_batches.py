@@ -6,6 +6,7 @@ import pytest
 
 from autoglm.contracts import ParsedDocument, Triple
 from autoglm.graph.store import DocumentRows
+from autoglm.graph.writes import EntityRef
 from services.graph_builder.app import transactions
 
 
@@ -37,6 +38,7 @@ def test_document_rows_deduplicate_and_keep_the_best_confidence():
             ],
         )
     )
-    assert list(rows.triples) == [("A", "r", "B")]
-    assert rows.triples["A", "r", "B"] == pytest.approx(0.9)
-    assert sorted(rows.entities) == ["A", "B"]
+    a, b = EntityRef("A"), EntityRef("B")
+    assert list(rows.triples) == [(a, "r", b, False)]
+    assert rows.triples[a, "r", b, False] == pytest.approx(0.9)
+    assert sorted(rows.entities) == [a, b]

@@ -10,10 +10,11 @@ from autoglm.contracts.codec import (
     require_fields,
     to_json_dict,
 )
-from autoglm.v1.common_pb2 import HopTiming, Mention, PathEdge
+from autoglm.v1.common_pb2 import Evidence, HopTiming, Mention, PathEdge
 from autoglm.v1.dead_letter_pb2 import DeadLetter
 from autoglm.v1.documents_pb2 import (
     Document,
+    DocumentAction,
     DocumentFormat,
     GraphCommit,
     LineError,
@@ -31,6 +32,7 @@ from autoglm.v1.feedback_pb2 import (
 from autoglm.v1.questions_pb2 import LinkedEntity, LinkingReport, ParsedQuestion, Question
 from autoglm.v1.reasoning_pb2 import (
     Answer,
+    EdgeEvidence,
     GraphNode,
     ReasoningInput,
     Result,
@@ -46,7 +48,10 @@ __all__ = [
     "Answer",
     "DeadLetter",
     "Document",
+    "DocumentAction",
     "DocumentFormat",
+    "EdgeEvidence",
+    "Evidence",
     "ExampleSource",
     "Feedback",
     "GraphCommit",

@@ -1,4 +1,5 @@
-"""Graph-builder core for questions: link the mentions, retrieve the subgraph, hand it on."""
+"""Graph-builder core for questions: link the mentions, retrieve the subgraph, attach the
+evidence of its text-derived edges, hand it on."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from autoglm.contracts import (
     ResultStatus,
 )
 from autoglm.graph.coalesce import CoalescingGraphAccess
+from autoglm.graph.evidence import attach_evidence
 from autoglm.graph.linking import EntityLinker
 from autoglm.graph.path_scoring import (
     QuestionEncoding,
@@ -66,7 +68,9 @@ class QuestionGrounder:
         self.linker = EntityLinker.from_settings(store, settings)
         # Questions of a batch are grounded concurrently: their Neo4j queries are merged.
         self.retriever = SubgraphRetriever(
-            CoalescingGraphAccess(Neo4jGraphAccess(store)),
+            CoalescingGraphAccess(
+                Neo4jGraphAccess(store, include_open=settings.retrieval_include_open)
+            ),
             scorer=scorer,
             cache=cache,
             guidance=guidance_params(settings),
@@ -109,7 +113,7 @@ class QuestionGrounder:
             encoded = await asyncio.to_thread(scorer.encode_questions, wanted)
             encodings = dict(zip(wanted, encoded, strict=True))
         linked_ms = (time.perf_counter() - started) * 1000.0
-        return list(
+        outputs = list(
             await asyncio.gather(
                 *(
                     self._ground_linked(q, linking, graph_version, text, encodings, linked_ms)
@@ -117,6 +121,11 @@ class QuestionGrounder:
                 )
             )
         )
+        # Which sentences state the edges read from text: one query for the whole batch.
+        with_edges = [o.subgraph for o in outputs if o.subgraph.edge_source]
+        if with_edges:
+            await attach_evidence(self.store, with_edges, self.settings.evidence_per_edge)
+        return outputs
 
     async def _ground_linked(
         self,

@@ -167,11 +167,13 @@ _ENTITIES = (
     "MATCH (e:Entity) WHERE e.key IN $keys RETURN e.key AS key, e.name AS name, e.label AS label"
 )
 
+# ``%(rel)s`` is one of two constants (``REL``, or ``REL|OPEN_REL`` when open relations are asked
+# for), never data: relationship types cannot be parameters.
 _RELATION_COUNTS = """
 UNWIND range(0, size($requests) - 1) AS item
 WITH item, $requests[item] AS q
 UNWIND q.frontier AS key
-MATCH (a:Entity {key: key})-[r:REL]-(b:Entity)
+MATCH (a:Entity {key: key})-[r:%(rel)s]-(b:Entity)
 WHERE NOT b.key IN q.exclude
 RETURN item, r.type AS relation, startNode(r) = a AS forward,
        count(DISTINCT b) AS targets, count(r) AS edges
@@ -182,7 +184,7 @@ UNWIND range(0, size($requests) - 1) AS item
 WITH item, $requests[item] AS q
 CALL (q) {
   UNWIND q.frontier AS key
-  MATCH (a:Entity {key: key})-[r:REL]-(b:Entity)
+  MATCH (a:Entity {key: key})-[r:%(rel)s]-(b:Entity)
   WHERE r.type = q.relation AND (startNode(r) = a) = q.forward AND NOT b.key IN q.exclude
   WITH b, collect(DISTINCT a.key) AS sources
   ORDER BY size(sources) DESC, b.key
@@ -194,10 +196,16 @@ RETURN item, rows
 
 
 class Neo4jGraphAccess:
-    """The three retrieval queries, fully parameterised (relation types are data, not text)."""
+    """The three retrieval queries, fully parameterised (relation types are data, not text).
 
-    def __init__(self, store: GraphStore) -> None:
+    Open relations (read from text, outside the schema: ``OPEN_REL`` edges) are walked only
+    with ``include_open``."""
+
+    def __init__(self, store: GraphStore, *, include_open: bool = False) -> None:
         self.store = store
+        rel = "REL|OPEN_REL" if include_open else "REL"
+        self._relation_counts = _RELATION_COUNTS % {"rel": rel}
+        self._expand = _EXPAND % {"rel": rel}
 
     async def graph_version(self) -> int:
         return await self.store.graph_version()
@@ -208,7 +216,7 @@ class Neo4jGraphAccess:
 
     async def relation_counts(self, requests: Sequence[FrontierRequest]) -> list[RelationCount]:
         params = [{"frontier": list(r.frontier), "exclude": list(r.exclude)} for r in requests]
-        rows = await self.store.run_read(_RELATION_COUNTS, requests=params)
+        rows = await self.store.run_read(self._relation_counts, requests=params)
         return [
             RelationCount(r["item"], r["relation"], r["forward"], r["targets"], r["edges"])
             for r in rows
@@ -226,7 +234,7 @@ class Neo4jGraphAccess:
             for r in requests
         ]
         out: list[list[TargetRow]] = [[] for _ in requests]
-        for row in await self.store.run_read(_EXPAND, requests=params):
+        for row in await self.store.run_read(self._expand, requests=params):
             out[row["item"]] = [
                 TargetRow(
                     t["key"], t["name"] or t["key"], t["label"] or "", tuple(sorted(t["sources"]))

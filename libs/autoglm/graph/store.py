@@ -13,16 +13,19 @@ one the planner, working from the statistics of an empty graph, answers ``MERGE 
 nodes, which made loading a KB quadratic until it re-planned (13 s for the first 5,000 MetaQA
 triples instead of 0.3 s). ``ensure_schema`` drops it from graphs made before.
 
+Provenance (which documents support an edge, the sentences that state it), open relations
+(``OPEN_REL``), typed entity keys and document updates and deletes are ``autoglm.graph.writes``.
+
 Writes come in batches of documents (the graph-builder consumes a batch of messages at a time):
-one transaction and one write query per batch, rows deduplicated and sorted so that concurrent
-writers lock nodes in the same order. The graph version lives on a single
+one transaction per batch, a few ``UNWIND ... MERGE`` statements each, rows deduplicated and
+sorted so that concurrent writers lock nodes in the same order. The graph version lives on a single
 ``(:GraphMeta {id: 'graph'})`` node and is bumped in the same transaction as a write that changed
 something, so caches keyed by it are never stale and a replayed batch leaves it alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,9 +35,12 @@ from neo4j.exceptions import ServiceUnavailable, SessionExpired
 from neo4j.exceptions import TransientError as Neo4jTransient
 
 from autoglm.contracts import ParsedDocument
-from autoglm.errors import BadInputError, TransientError
-from autoglm.nlp.keys import normalize_key
+from autoglm.errors import TransientError
+from autoglm.graph.writes import SCHEMA_STATEMENTS as WRITE_SCHEMA_STATEMENTS
+from autoglm.graph.writes import DocumentRows, write_batch
 from autoglm.settings import Settings
+
+__all__ = ["SCHEMA_STATEMENTS", "DocumentRows", "GraphStore", "WriteSummary"]
 
 SCHEMA_STATEMENTS = (
     "CREATE CONSTRAINT entity_key IF NOT EXISTS FOR (e:Entity) REQUIRE e.key IS UNIQUE",
@@ -43,37 +49,8 @@ SCHEMA_STATEMENTS = (
     "CREATE FULLTEXT INDEX entity_names IF NOT EXISTS FOR (e:Entity) ON EACH [e.name]",
     "CREATE INDEX entity_lookup IF NOT EXISTS FOR (e:Entity) ON (e.lookup)",
     "DROP INDEX rel_type IF EXISTS",
+    *WRITE_SCHEMA_STATEMENTS,
 )
-
-# One statement per batch. A label is filled in when an entity first met without one (as the end
-# of a triple) is later recognised by NER; a known label is never overwritten, so a replay sets
-# nothing and the graph version stays put.
-_WRITE_BATCH = """
-CALL () {
-  UNWIND $entities AS e
-  MERGE (n:Entity {key: e.key})
-  ON CREATE SET n.name = e.name, n.label = e.label, n.lookup = e.lookup
-  WITH n, e
-  WHERE n.label = '' AND e.label <> ''
-  SET n.label = e.label
-}
-CALL () {
-  UNWIND $triples AS t
-  MATCH (s:Entity {key: t.subject})
-  MATCH (o:Entity {key: t.object})
-  MERGE (s)-[r:REL {type: t.predicate}]->(o)
-  ON CREATE SET r.confidence = t.confidence
-}
-CALL () {
-  UNWIND $documents AS d
-  MERGE (doc:Document {id: d.id})
-  ON CREATE SET doc.source = d.source
-  WITH doc, d
-  UNWIND d.mentions AS key
-  MATCH (e:Entity {key: key})
-  MERGE (doc)-[:MENTIONS]->(e)
-}
-"""
 
 _BUMP_VERSION = """
 MERGE (m:GraphMeta {id: 'graph'})
@@ -86,66 +63,10 @@ _READ_STATE = """
 OPTIONAL MATCH (m:GraphMeta {id: 'graph'})
 RETURN coalesce(m.version, 0) AS version,
        COUNT { (:Entity) } AS entities,
-       COUNT { ()-[:REL]->() } AS relations
+       COUNT { ()-[:REL]->() } + COUNT { ()-[:OPEN_REL]->() } AS relations
 """
 
 _READ_VERSION = "MATCH (m:GraphMeta {id: 'graph'}) RETURN m.version AS version"
-
-
-@dataclass
-class DocumentRows:
-    """What one parsed document writes, deduplicated: the rows of the batch query."""
-
-    document_id: str
-    source: str
-    entities: dict[str, dict[str, str]] = field(default_factory=dict)
-    triples: dict[tuple[str, str, str], float] = field(default_factory=dict)
-    mentions: set[str] = field(default_factory=set)
-
-    @classmethod
-    def of(cls, document: ParsedDocument) -> DocumentRows:
-        rows = cls(document.document_id, document.source)
-        for mention in document.entities:
-            key = rows.add_entity(mention.text, mention.label)
-            if key:
-                rows.mentions.add(key)
-        for triple in document.triples:
-            subject = rows.add_entity(triple.subject, "")
-            obj = rows.add_entity(triple.object, "")
-            predicate = triple.predicate.strip()
-            if subject and obj and predicate:
-                # A triple said twice keeps its best confidence.
-                edge = (subject, predicate, obj)
-                rows.triples[edge] = max(rows.triples.get(edge, 0.0), float(triple.confidence))
-        return rows
-
-    def check(self, max_chars: int) -> None:
-        """Reject names too long to be index keys before they can fail a whole batch."""
-        names = [*self.entities, *(predicate for _, predicate, _ in self.triples)]
-        too_long = [name for name in names if len(name) > max_chars]
-        if too_long:
-            raise BadInputError(
-                f"{len(too_long)} entity name(s) or relation type(s) longer than {max_chars} "
-                f"characters (first: {too_long[0][:80]!r}...)",
-                error_type="too_large",
-            )
-
-    def add_entity(self, name: str, label: str) -> str:
-        key = normalize_key(name)
-        if not key:
-            return ""
-        row = self.entities.get(key)
-        if row is None:
-            # The name as written (stripped) is what users see; the key is what matches.
-            self.entities[key] = {
-                "key": key,
-                "name": name.strip(),
-                "label": label,
-                "lookup": key.casefold(),
-            }
-        elif label and not row["label"]:
-            row["label"] = label
-        return key
 
 
 @dataclass(frozen=True)
@@ -158,42 +79,10 @@ class WriteSummary:
     changed: bool
     graph_entities: int = 0
     graph_relations: int = 0
-
-
-@dataclass
-class _BatchRows:
-    entities: list[dict[str, str]]
-    triples: list[dict[str, Any]]
-    documents: list[dict[str, Any]]
-
-
-def _batch_rows(batch: Sequence[DocumentRows]) -> _BatchRows:
-    entities: dict[str, dict[str, str]] = {}
-    triples: dict[tuple[str, str, str], float] = {}
-    documents: dict[str, dict[str, Any]] = {}
-    for rows in batch:
-        for key, row in rows.entities.items():
-            known = entities.get(key)
-            if known is None:
-                entities[key] = row
-            elif row["label"] and not known["label"]:
-                entities[key] = {**known, "label": row["label"]}
-        for edge, confidence in rows.triples.items():
-            triples[edge] = max(triples.get(edge, 0.0), confidence)
-        document = documents.setdefault(
-            rows.document_id, {"id": rows.document_id, "source": rows.source, "mentions": set()}
-        )
-        document["mentions"] |= rows.mentions
-    # Sorted rows: writers lock nodes in one order (no deadlock between replicas), and the
-    # triples of one subject are written together.
-    return _BatchRows(
-        entities=[entities[key] for key in sorted(entities)],
-        triples=[
-            {"subject": s, "predicate": p, "object": o, "confidence": confidence}
-            for (s, p, o), confidence in sorted(triples.items())
-        ],
-        documents=[{**d, "mentions": sorted(d["mentions"])} for _, d in sorted(documents.items())],
-    )
+    triples_removed: dict[str, int] = field(default_factory=dict)
+    """Per document id: edges removed because it no longer supports them (update, delete)."""
+    unchanged: frozenset[str] = frozenset()
+    """Documents whose write changed nothing (same content as stored, or deleted already)."""
 
 
 class GraphStore:
@@ -239,29 +128,22 @@ class GraphStore:
 
         Idempotent: writing the same rows again creates nothing and leaves the version alone.
         """
-        rows = _batch_rows(list(batch))
+        rows = list(batch)
 
         async def work(tx: AsyncManagedTransaction) -> WriteSummary:
-            result = await tx.run(
-                _WRITE_BATCH,
-                entities=rows.entities,
-                triples=rows.triples,
-                documents=rows.documents,
-            )
-            counters = (await result.consume()).counters
-            changed = (
-                counters.nodes_created + counters.relationships_created + counters.properties_set
-            ) > 0
-            if changed:
+            outcome = await write_batch(tx, rows)
+            if outcome.changed:
                 await (await tx.run(_BUMP_VERSION)).consume()
             state = await (await tx.run(_READ_STATE)).single(strict=True)
             return WriteSummary(
                 graph_version=int(state["version"]),
-                entities=len(rows.entities),
-                triples=len(rows.triples),
-                changed=changed,
+                entities=outcome.entities,
+                triples=outcome.triples,
+                changed=outcome.changed,
                 graph_entities=int(state["entities"]),
                 graph_relations=int(state["relations"]),
+                triples_removed=outcome.removed,
+                unchanged=outcome.unchanged,
             )
 
         async with (

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from autoglm.contracts import Answer, PathEdge, ReasoningInput, Subgraph
-from autoglm.models.base import Prediction
+from autoglm.contracts import Answer, ReasoningInput
+from autoglm.models.base import Prediction, path_edge
 from autoglm.models.batching import GraphBatch, collate_subgraphs, relation_text
 from autoglm.models.encoding_cache import EncodingCache
 from autoglm.models.reasoner import (
@@ -182,7 +182,7 @@ class FusionAnswerModel:
             if scores[local] < 0:
                 continue
             path = [
-                _path_edge(subgraph, int(batch.edge_kb_index[edge]), weight)
+                path_edge(subgraph, int(batch.edge_kb_index[edge]), weight)
                 for edge, weight in tracer.path(start + local)
             ]
             node = subgraph.nodes[local]
@@ -195,16 +195,3 @@ class FusionAnswerModel:
             confidence=confidence,
             reasoning_path=list(answers[0].path) if answers else [],
         )
-
-
-def _path_edge(subgraph: Subgraph, kb_edge: int, weight: float) -> PathEdge:
-    source = subgraph.nodes[subgraph.edge_source[kb_edge]]
-    target = subgraph.nodes[subgraph.edge_target[kb_edge]]
-    return PathEdge(
-        source_key=source.key,
-        source_name=source.name,
-        relation=subgraph.relation_types[subgraph.edge_relation[kb_edge]],
-        target_key=target.key,
-        target_name=target.name,
-        weight=weight,
-    )

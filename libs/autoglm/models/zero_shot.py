@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from autoglm.contracts import Answer, PathEdge, ReasoningInput, Subgraph
-from autoglm.models.base import Prediction
+from autoglm.models.base import Prediction, path_edge
 from autoglm.models.text_encoder import TextEncoder
 
 # Paths explored per question; beyond this the subgraph is too big for exhaustive paths.
@@ -137,17 +137,4 @@ class ZeroShotPathScorer:
 
     @staticmethod
     def _path_edges(subgraph: Subgraph, edges: list[int]) -> list[PathEdge]:
-        out = []
-        for edge in edges:
-            s, t = subgraph.edge_source[edge], subgraph.edge_target[edge]
-            out.append(
-                PathEdge(
-                    source_key=subgraph.nodes[s].key,
-                    source_name=subgraph.nodes[s].name,
-                    relation=subgraph.relation_types[subgraph.edge_relation[edge]],
-                    target_key=subgraph.nodes[t].key,
-                    target_name=subgraph.nodes[t].name,
-                    weight=1.0,
-                )
-            )
-        return out
+        return [path_edge(subgraph, edge, 1.0) for edge in edges]

@@ -3,6 +3,12 @@
 The batch functions take every message a consumer poll brought and answer one item per message:
 its parsed form, or the ``BadInputError`` that says why it cannot be parsed. The NLP of all the
 good messages runs in one ``nlp.pipe`` call, which is where batching pays.
+
+A parsed document carries what graph-builder needs to keep provenance: its action (a delete goes
+through without text or NLP), the version of the extractor that read its triples, and for each
+triple from text the sentence and the character span of its evidence (the sentence's span when
+the extractor gives none), so that an edge can show where it was read and a document can be
+replaced or deleted later.
 """
 
 from __future__ import annotations
@@ -15,16 +21,25 @@ from spacy.tokens import Doc
 from autoglm.contracts import (
     SCHEMA_VERSION,
     Document,
+    DocumentAction,
     DocumentFormat,
     HopTiming,
     LineError,
     ParsedDocument,
     ParsedQuestion,
     Question,
+    Triple,
 )
 from autoglm.errors import BadInputError
+from autoglm.extraction.types import ExtractedTriple
 from autoglm.nlp.parsing import TextParser, parse_kb_lines
 from autoglm.settings import Settings
+
+UPSERT = DocumentAction.DOCUMENT_ACTION_UPSERT
+DELETE = DocumentAction.DOCUMENT_ACTION_DELETE
+
+SVO_EXTRACTOR_VERSION = "spacy-svo-1"
+"""Extractor version of the triples ``TextParser`` reads from the dependency tree."""
 
 BAD_LINE_REPORT_CHARS = 120
 """How much of each bad line a line-error report quotes."""
@@ -123,18 +138,26 @@ def parse_document_batch(
     results: list[ParsedDocument | BadInputError] = []
     texts: list[tuple[ParsedDocument, Doc]] = []
     for document in documents:
+        action = document.action or UPSERT
         parsed = ParsedDocument(
             request_id=document.request_id,
             schema_version=SCHEMA_VERSION,
             document_id=document.document_id or document.request_id,
             format=document.format,
             source=document.source,
+            action=action,
         )
         try:
-            check_document(document, settings)
-            if document.format == DocumentFormat.DOCUMENT_FORMAT_TRIPLES:
+            if action == DELETE:
+                # Nothing to read: graph-builder removes what the document wrote.
+                check_delete(document)
+            elif action != UPSERT:
+                raise BadInputError(f"unknown document action {action}", error_type="invalid_field")
+            elif document.format == DocumentFormat.DOCUMENT_FORMAT_TRIPLES:
+                check_document(document, settings)
                 _structured(document, parsed, settings)
             else:
+                check_document(document, settings)
                 tokens = parser.tokenize(document.text)
                 if len(tokens) > settings.max_document_tokens:
                     raise BadInputError(
@@ -153,11 +176,50 @@ def parse_document_batch(
         parsed.sentences.extend(text.sentences)
         parsed.entities.extend(text.entities)
         parsed.triples.extend(text.triples)
+        parsed.extractor_version = SVO_EXTRACTOR_VERSION
+        with_sentence_spans(parsed)
     per_message_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(documents))
     for result in results:
         if isinstance(result, ParsedDocument):
             result.timings.append(HopTiming(service="parser", milliseconds=per_message_ms))
     return results
+
+
+def check_delete(document: Document) -> None:
+    """A delete must name the document it deletes (a request id is no document id)."""
+    if not document.document_id.strip():
+        raise BadInputError(
+            "a DELETE document must name the document_id to delete", error_type="missing_field"
+        )
+
+
+def with_sentence_spans(parsed: ParsedDocument) -> None:
+    """Give every triple read from a sentence an evidence span: the sentence's own when the
+    extractor gave none."""
+    for triple in parsed.triples:
+        if 0 <= triple.sentence < len(parsed.sentences) and triple.end_char <= triple.start_char:
+            sentence = parsed.sentences[triple.sentence]
+            triple.start_char, triple.end_char = sentence.start_char, sentence.end_char
+
+
+def extracted_triples(extracted: Sequence[ExtractedTriple]) -> list[Triple]:
+    """A text extractor's facts as contract triples, with their provenance."""
+    return [
+        Triple(
+            subject=t.subject,
+            predicate=t.relation,
+            object=t.object,
+            sentence=t.sentence,
+            confidence=t.confidence,
+            start_char=t.start_char,
+            end_char=t.end_char,
+            subject_type=t.subject_type,
+            object_type=t.object_type,
+            open=t.open,
+            object_literal=t.object_literal,
+        )
+        for t in extracted
+    ]
 
 
 def parse_document(parser: TextParser, document: Document, settings: Settings) -> ParsedDocument:

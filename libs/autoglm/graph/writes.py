@@ -1,0 +1,637 @@
+"""Document writes with provenance: every edge knows which documents support it, and a document
+can be replaced or deleted without a rebuild.
+
+The graph model (what ``autoglm.graph.store`` adds to the ``:Entity`` / ``:REL`` graph):
+
+- **Support on the edge**: ``(:Entity)-[:REL {type, confidence, sources, confidences}]->(:Entity)``.
+  ``sources`` lists the ids of the documents (KB chunks and texts alike) that state the fact,
+  ``confidences`` the confidence each one gave it, and ``confidence`` is their maximum. The same
+  fact from a KB and from a text is therefore one edge with two sources. The list lives on the
+  edge, not on separate support nodes, because retrieval walks ``REL`` edges on every question
+  (hubs of ~4,000 edges included): a support node per edge would double the relationships of
+  the hot path (and the MetaQA KB's write time) to answer a question asked only on updates.
+  ``''`` in ``sources`` stands for an unknown source: an edge written before provenance was
+  kept, which no delete can remove.
+- **What a document wrote, on the document**: ``(:Document {id, source, content_hash,
+  extractor_version, edge_subjects, edge_types, edge_objects, edge_open})``. Lists on the node
+  are how an update finds the edges of a document without an index over list elements (Neo4j
+  has none): one node read, then an index seek on each edge's subject. ``content_hash``
+  fingerprints what the document wrote (its parsed facts, not its request id), so a redelivered
+  or unchanged upsert is recognised before any write and changes nothing, not even the version.
+- **Evidence, for text**: ``(:Document)-[:HAS_SENTENCE]->(:Sentence {key, document_id, index,
+  text, start_char, end_char})-[:SUPPORTS {type, object, open, start_char, end_char,
+  confidence, extractor_version}]->(subject :Entity)``. A sentence keeps its text, so ``ask``
+  can show it; a ``SUPPORTS`` relationship says which fact (relation and object key) the
+  sentence states about its subject, with the character offsets of the evidence in the
+  document. Pointing at the subject makes the evidence of an edge an index seek plus a
+  typed expansion (``autoglm.graph.evidence``), and deleting a document's sentences (``DETACH
+  DELETE``) removes all of its evidence at once. Only the sentences that state a fact are kept.
+- **Open relations** (read from text, outside the schema) are ``:OPEN_REL`` edges, with the same
+  properties as ``:REL``. Retrieval matches ``:REL`` only, so they cost nothing there until a
+  reader asks for them (``retrieval_include_open``); a property flag would have to be read on
+  every edge retrieval walks.
+- **Entity types**: a typed entity from text (``subject_type``) that the extractor did not
+  resolve to a node is keyed by its name when that key is free or holds an entity of the same
+  or no type (KB entities carry no type: MetaQA keys by name, and those keys are unchanged),
+  and by ``name|Type`` otherwise, so a person named Paris never merges into the city. ``|``
+  cannot occur in a KB key (it separates the fields of a KB line). The choice reads the graph
+  inside the write transaction, first come first served: documents in id order, entities in
+  the order their document names them.
+  Two graph-builder replicas creating the same new name with different types at the same
+  moment can still meet in one node (the key constraint serialises them, the type check does
+  not); documents of one id always go to one replica.
+
+Updates (``DocumentAction``): an upsert of a known document id removes what the old version
+supported and the new one does not (an edge is deleted when no source is left), then writes the
+new version; a delete removes the document's whole contribution and its node. Entities left
+without any relationship are deleted with it. Both are idempotent: a second delete finds no
+document, a second upsert finds the same ``content_hash``. Several messages for one document
+in a batch reduce to the last one (the partition keeps their order: documents are keyed by id).
+
+Concurrency: every ``REL`` a statement updates is write-locked (``SET r.locked_``) before its
+``sources`` are read, so two transactions adding sources to one edge cannot lose one; rows are
+sorted so that concurrent writers lock in the same order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from neo4j import AsyncManagedTransaction
+
+from autoglm.contracts import DocumentAction, ParsedDocument
+from autoglm.errors import BadInputError
+from autoglm.nlp.keys import normalize_key
+
+UPSERT = DocumentAction.DOCUMENT_ACTION_UPSERT
+DELETE = DocumentAction.DOCUMENT_ACTION_DELETE
+
+TYPED_KEY_SEPARATOR = "|"
+"""Between name and type in the key of a typed entity whose name key is taken (see above)."""
+
+UNKNOWN_SOURCE = ""
+"""The source of an edge written before edges recorded their sources."""
+
+REL = "REL"
+OPEN_REL = "OPEN_REL"
+
+SCHEMA_STATEMENTS = (
+    "CREATE CONSTRAINT sentence_key IF NOT EXISTS FOR (s:Sentence) REQUIRE s.key IS UNIQUE",
+)
+
+
+def typed_key(key: str, entity_type: str) -> str:
+    return f"{key}{TYPED_KEY_SEPARATOR}{entity_type}"
+
+
+def sentence_key(document_id: str, index: int) -> str:
+    # Unique: the index is digits, so the last '#' separates it from any document id.
+    return f"{document_id}#{index}"
+
+
+@dataclass(frozen=True, order=True)
+class EntityRef:
+    """An entity as a document names it: the key to use, or the name key and a type to resolve
+    against the graph (``needs_resolution``)."""
+
+    key: str
+    type: str = ""
+    resolved: bool = False  # the key is the extractor's: an existing node, used as is
+
+    @property
+    def needs_resolution(self) -> bool:
+        return bool(self.type) and not self.resolved
+
+
+Edge = tuple[EntityRef, str, EntityRef, bool]
+"""(subject, relation, object, open) as the document states it."""
+
+
+@dataclass(frozen=True, order=True)
+class EvidenceRow:
+    sentence: int
+    start_char: int
+    end_char: int
+    confidence: float
+
+
+@dataclass
+class DocumentRows:
+    """What one parsed document writes, deduplicated, before keys are resolved."""
+
+    document_id: str
+    source: str
+    action: DocumentAction = UPSERT
+    extractor_version: str = ""
+    entities: dict[EntityRef, dict[str, str]] = field(default_factory=dict)
+    triples: dict[Edge, float] = field(default_factory=dict)
+    evidence: dict[Edge, set[EvidenceRow]] = field(default_factory=dict)
+    mentions: set[EntityRef] = field(default_factory=set)
+    sentences: dict[int, dict[str, Any]] = field(default_factory=dict)
+    content_hash: str = ""
+
+    @classmethod
+    def of(cls, document: ParsedDocument) -> DocumentRows:
+        action = document.action or UPSERT
+        rows = cls(document.document_id, document.source, action, document.extractor_version)
+        if action == DELETE:
+            return rows
+        for mention in document.entities:
+            ref = rows.add_entity(mention.text, mention.label)
+            if ref is not None:
+                rows.mentions.add(ref)
+        sentences = document.sentences
+        for triple in document.triples:
+            subject = rows.add_entity(triple.subject, "", triple.subject_type, triple.subject_key)
+            obj = rows.add_entity(triple.object, "", triple.object_type, triple.object_key)
+            predicate = triple.predicate.strip()
+            if subject is None or obj is None or not predicate:
+                continue
+            # A triple said twice keeps its best confidence.
+            edge = (subject, predicate, obj, triple.open)
+            rows.triples[edge] = max(rows.triples.get(edge, 0.0), float(triple.confidence))
+            if 0 <= triple.sentence < len(sentences):
+                sentence = sentences[triple.sentence]
+                start, end = triple.start_char, triple.end_char
+                if end <= start:  # no span of its own: the sentence is the evidence
+                    start, end = sentence.start_char, sentence.end_char
+                rows.evidence.setdefault(edge, set()).add(
+                    EvidenceRow(triple.sentence, start, end, round(float(triple.confidence), 6))
+                )
+                rows.sentences[triple.sentence] = {
+                    "index": triple.sentence,
+                    "text": sentence.text,
+                    "start_char": sentence.start_char,
+                    "end_char": sentence.end_char,
+                }
+        rows.content_hash = rows.fingerprint()
+        return rows
+
+    def add_entity(
+        self, name: str, label: str, entity_type: str = "", key: str = ""
+    ) -> EntityRef | None:
+        explicit = normalize_key(key)
+        name_key = normalize_key(name)
+        if not explicit and not name_key:
+            return None
+        entity_type = entity_type.strip()
+        ref = EntityRef(explicit or name_key, entity_type, resolved=bool(explicit))
+        row = self.entities.get(ref)
+        if row is None:
+            # The name as written (stripped) is what users see; the key is what matches.
+            display = name.strip() or ref.key
+            self.entities[ref] = {
+                "name": display,
+                "label": label,
+                "lookup": (normalize_key(display) or ref.key).casefold(),
+            }
+        elif label and not row["label"]:
+            row["label"] = label
+        return ref
+
+    def check(self, max_chars: int) -> None:
+        """Reject what cannot be written before it can fail a whole batch: names too long to be
+        index keys, an unknown action."""
+        if self.action not in (UPSERT, DELETE):
+            raise BadInputError(
+                f"unknown document action {self.action}", error_type="invalid_field"
+            )
+        names = [
+            *(typed_key(ref.key, ref.type) if ref.type else ref.key for ref in self.entities),
+            *(predicate for _, predicate, _, _ in self.triples),
+        ]
+        too_long = [name for name in names if len(name) > max_chars]
+        if too_long:
+            raise BadInputError(
+                f"{len(too_long)} entity name(s) or relation type(s) longer than {max_chars} "
+                f"characters (first: {too_long[0][:80]!r}...)",
+                error_type="too_large",
+            )
+
+    def fingerprint(self) -> str:
+        """Digest of what the document writes (not of its request id or source)."""
+        payload = {
+            "extractor": self.extractor_version,
+            "entities": sorted(
+                [r.key, r.type, r.resolved, v["name"], v["label"]] for r, v in self.entities.items()
+            ),
+            "mentions": sorted([r.key, r.type, r.resolved] for r in self.mentions),
+            "triples": sorted(
+                [
+                    s.key,
+                    s.type,
+                    s.resolved,
+                    p,
+                    o.key,
+                    o.type,
+                    o.resolved,
+                    is_open,
+                    confidence,
+                    sorted(
+                        [e.sentence, e.start_char, e.end_char, e.confidence]
+                        for e in self.evidence.get((s, p, o, is_open), ())
+                    ),
+                ]
+                for (s, p, o, is_open), confidence in self.triples.items()
+            ),
+            "sentences": sorted(
+                [i, s["text"], s["start_char"], s["end_char"]] for i, s in self.sentences.items()
+            ),
+        }
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a batch did: per document id, the edges removed; which documents were unchanged."""
+
+    changed: bool
+    entities: int
+    triples: int
+    removed: dict[str, int] = field(default_factory=dict)
+    unchanged: frozenset[str] = frozenset()
+
+
+# --- Cypher ------------------------------------------------------------------------------------
+
+_READ_DOCUMENTS = """
+UNWIND $ids AS id
+MATCH (d:Document {id: id})
+RETURN d.id AS id, d.content_hash AS hash, d.edge_subjects AS subjects,
+       d.edge_types AS types, d.edge_objects AS objects, d.edge_open AS open
+"""
+
+_READ_ENTITY_TYPES = """
+MATCH (e:Entity) WHERE e.key IN $keys RETURN e.key AS key, coalesce(e.type, '') AS type
+"""
+
+# Mentions and sentences (with their SUPPORTS evidence) of documents being replaced or deleted;
+# returns the keys the mentions pointed at (orphan candidates).
+_DETACH_DOCUMENTS = """
+UNWIND $documents AS d
+MATCH (doc:Document {id: d.id})
+CALL (doc) {
+  MATCH (doc)-[:HAS_SENTENCE]->(s:Sentence)
+  DETACH DELETE s
+}
+CALL (doc) {
+  MATCH (doc)-[m:MENTIONS]->(e:Entity)
+  DELETE m
+  RETURN collect(e.key) AS mentioned
+}
+CALL (doc, d) {
+  WITH doc WHERE d.delete
+  DETACH DELETE doc
+}
+RETURN mentioned
+"""
+
+# One row per edge: the documents that no longer support it. Deleted when no source is left
+# and no document of the batch writes it again (``keep``).
+_UNSUPPORT = """
+UNWIND $edges AS x
+MATCH (s:Entity {key: x.subject})-[r:%(type)s]->(o:Entity {key: x.object})
+WHERE r.type = x.predicate
+SET r.locked_ = true
+REMOVE r.locked_
+WITH r, x, [i IN range(0, size(coalesce(r.sources, [])) - 1)
+            WHERE NOT r.sources[i] IN x.documents | i] AS kept
+SET r.sources = [i IN kept | r.sources[i]],
+    r.confidences = [i IN kept | coalesce(r.confidences[i], r.confidence)]
+WITH r, x
+WHERE size(r.sources) = 0 AND NOT x.keep
+DELETE r
+RETURN x.documents AS documents
+"""
+
+_WRITE_ENTITIES = """
+UNWIND $entities AS e
+MERGE (n:Entity {key: e.key})
+ON CREATE SET n.name = e.name, n.label = e.label, n.lookup = e.lookup
+WITH n, e
+CALL (n, e) {
+  WITH n, e WHERE n.label = '' AND e.label <> ''
+  SET n.label = e.label
+}
+CALL (n, e) {
+  WITH n, e WHERE n.type IS NULL AND e.type <> ''
+  SET n.type = e.type
+}
+"""
+
+# One row per edge: the batch's documents that support it and their confidences replace what
+# those documents said before; other sources are kept.
+_SUPPORT = """
+UNWIND $edges AS t
+MATCH (s:Entity {key: t.subject})
+MATCH (o:Entity {key: t.object})
+MERGE (s)-[r:%(type)s {type: t.predicate}]->(o)
+ON CREATE SET r.sources = t.documents, r.confidences = t.confidences
+ON MATCH SET r.locked_ = true
+REMOVE r.locked_
+WITH r, t, coalesce(r.sources, [$unknown]) AS sources,
+     coalesce(r.confidences, [coalesce(r.confidence, 0.0)]) AS confidences
+WITH r, t, [i IN range(0, size(sources) - 1) WHERE NOT sources[i] IN t.documents
+            | [sources[i], confidences[i]]] + [i IN range(0, size(t.documents) - 1)
+            | [t.documents[i], t.confidences[i]]] AS pairs
+SET r.sources = [p IN pairs | p[0]],
+    r.confidences = [p IN pairs | p[1]],
+    r.confidence = reduce(m = 0.0, p IN pairs | CASE WHEN p[1] > m THEN p[1] ELSE m END)
+"""
+
+_WRITE_DOCUMENTS = """
+UNWIND $documents AS d
+MERGE (doc:Document {id: d.id})
+SET doc.source = d.source, doc.content_hash = d.hash, doc.extractor_version = d.extractor,
+    doc.edge_subjects = d.subjects, doc.edge_types = d.types, doc.edge_objects = d.objects,
+    doc.edge_open = d.open
+WITH doc, d
+CALL (doc, d) {
+  UNWIND d.mentions AS key
+  MATCH (e:Entity {key: key})
+  MERGE (doc)-[:MENTIONS]->(e)
+}
+CALL (doc, d) {
+  UNWIND d.sentences AS x
+  MERGE (s:Sentence {key: x.key})
+  SET s.document_id = d.id, s.index = x.index, s.text = x.text,
+      s.start_char = x.start_char, s.end_char = x.end_char
+  MERGE (doc)-[:HAS_SENTENCE]->(s)
+}
+"""
+
+_WRITE_EVIDENCE = """
+UNWIND $evidence AS x
+MATCH (s:Sentence {key: x.sentence})
+MATCH (e:Entity {key: x.subject})
+CREATE (s)-[:SUPPORTS {type: x.predicate, object: x.object, open: x.open,
+                       start_char: x.start_char, end_char: x.end_char,
+                       confidence: x.confidence, extractor_version: x.extractor}]->(e)
+"""
+
+_DELETE_ORPHANS = """
+UNWIND $keys AS key
+MATCH (e:Entity {key: key})
+WHERE NOT EXISTS { (e)--() }
+DELETE e
+"""
+
+
+# --- The plan of a batch -----------------------------------------------------------------------
+
+
+@dataclass
+class _Previous:
+    """What a stored document wrote last time."""
+
+    content_hash: str
+    edges: list[tuple[str, str, str, bool]]
+
+
+def _previous(row: dict[str, Any]) -> _Previous:
+    subjects = row["subjects"] or []
+    types = row["types"] or []
+    objects = row["objects"] or []
+    opens = row["open"] or [False] * len(subjects)
+    return _Previous(row["hash"] or "", list(zip(subjects, types, objects, opens, strict=True)))
+
+
+def last_per_document(batch: Iterable[DocumentRows]) -> list[DocumentRows]:
+    """The last message of each document id (the state it leaves), in id order."""
+    final: dict[str, DocumentRows] = {}
+    for rows in batch:
+        final[rows.document_id] = rows
+    return [final[key] for key in sorted(final)]
+
+
+def resolve_keys(refs: Iterable[EntityRef], existing: dict[str, str]) -> dict[EntityRef, str]:
+    """The key of each typed, unresolved entity (see the module docstring), first come first
+    served in the order given; ``existing`` maps the keys the graph holds to their types and is
+    updated with the choices made."""
+    chosen: dict[EntityRef, str] = {}
+    for ref in dict.fromkeys(refs):
+        typed = typed_key(ref.key, ref.type)
+        if typed in existing:
+            key = typed
+        elif existing.get(ref.key, ref.type) in ("", ref.type):
+            key = ref.key
+        else:
+            key = typed
+        if not existing.get(key):
+            existing[key] = ref.type
+        chosen[ref] = key
+    return chosen
+
+
+def _candidate_keys(refs: Iterable[EntityRef]) -> list[str]:
+    return sorted({k for ref in refs for k in (ref.key, typed_key(ref.key, ref.type))})
+
+
+async def write_batch(tx: AsyncManagedTransaction, batch: Sequence[DocumentRows]) -> BatchOutcome:
+    """Apply a batch of document upserts and deletes in one transaction (the caller bumps the
+    graph version when ``changed``). Pure in its inputs, so a retried transaction redoes it."""
+    documents = last_per_document(batch)
+    records = await (await tx.run(_READ_DOCUMENTS, ids=[d.document_id for d in documents])).data()
+    stored = {r["id"]: _previous(r) for r in records}
+
+    writes: list[DocumentRows] = []
+    detach: list[tuple[DocumentRows, _Previous]] = []
+    unchanged: set[str] = set()
+    for rows in documents:
+        previous = stored.get(rows.document_id)
+        if rows.action == DELETE:
+            if previous is None:
+                unchanged.add(rows.document_id)
+            else:
+                detach.append((rows, previous))
+            continue
+        if previous is not None and previous.content_hash == rows.content_hash:
+            unchanged.add(rows.document_id)
+            continue
+        writes.append(rows)
+        if previous is not None:
+            detach.append((rows, previous))
+    if not writes and not detach:
+        return BatchOutcome(False, 0, 0, unchanged=frozenset(unchanged))
+
+    # Keys of typed entities, chosen against the graph as it is now.
+    pending = [ref for rows in writes for ref in rows.entities if ref.needs_resolution]
+    keys: dict[EntityRef, str] = {}
+    if pending:
+        found = await (await tx.run(_READ_ENTITY_TYPES, keys=_candidate_keys(pending))).data()
+        keys = resolve_keys(pending, {r["key"]: r["type"] for r in found})
+
+    def key_of(ref: EntityRef) -> str:
+        return keys.get(ref, ref.key)
+
+    rows_of = _WriteRows.of(writes, key_of)
+    removed: dict[str, int] = {}
+    orphans: set[str] = set()
+    if detach:
+        removed, orphans = await _detach(tx, detach, rows_of.edge_set, rows_of.by_document)
+
+    if rows_of.entities:
+        await (await tx.run(_WRITE_ENTITIES, entities=rows_of.entities)).consume()
+    for rel_type, edges in ((REL, rows_of.edges), (OPEN_REL, rows_of.open_edges)):
+        if edges:
+            query = _SUPPORT % {"type": rel_type}
+            await (await tx.run(query, edges=edges, unknown=UNKNOWN_SOURCE)).consume()
+    if rows_of.documents:
+        await (await tx.run(_WRITE_DOCUMENTS, documents=rows_of.documents)).consume()
+    if rows_of.evidence:
+        await (await tx.run(_WRITE_EVIDENCE, evidence=rows_of.evidence)).consume()
+    if orphans:
+        await (await tx.run(_DELETE_ORPHANS, keys=sorted(orphans))).consume()
+    return BatchOutcome(
+        True,
+        len(rows_of.entities),
+        len(rows_of.edges) + len(rows_of.open_edges),
+        removed,
+        frozenset(unchanged),
+    )
+
+
+async def _detach(
+    tx: AsyncManagedTransaction,
+    detach: Sequence[tuple[DocumentRows, _Previous]],
+    written: set[tuple[str, str, str, bool]],
+    own: dict[str, set[tuple[str, str, str, bool]]],
+) -> tuple[dict[str, int], set[str]]:
+    """Take away what replaced and deleted documents supported; (edges removed per document,
+    orphan candidates)."""
+    params = [
+        {"id": rows.document_id, "delete": rows.action == DELETE}
+        for rows, _ in sorted(detach, key=lambda d: d[0].document_id)
+    ]
+    orphans: set[str] = set()
+    for record in await (await tx.run(_DETACH_DOCUMENTS, documents=params)).data():
+        orphans.update(record["mentioned"])
+    # A replaced document's edges that it writes again keep its source (rewritten below);
+    # the others lose it, and go when no source is left and nothing in the batch writes them.
+    by_edge: dict[tuple[str, str, str, bool], list[str]] = {}
+    for rows, previous in detach:
+        again = own.get(rows.document_id, set()) if rows.action != DELETE else set()
+        for edge in previous.edges:
+            if edge in again:
+                continue
+            by_edge.setdefault(edge, []).append(rows.document_id)
+            orphans.update((edge[0], edge[2]))
+    removed = {rows.document_id: 0 for rows, _ in detach}
+    for rel_type, is_open in ((REL, False), (OPEN_REL, True)):
+        edges = [
+            {
+                "subject": s,
+                "predicate": p,
+                "object": o,
+                "documents": sorted(documents),
+                "keep": (s, p, o, is_open) in written,
+            }
+            for (s, p, o, flag), documents in sorted(by_edge.items())
+            if flag == is_open
+        ]
+        if not edges:
+            continue
+        result = await tx.run(_UNSUPPORT % {"type": rel_type}, edges=edges)
+        for record in await result.data():
+            for document in record["documents"]:
+                removed[document] = removed.get(document, 0) + 1
+    return removed, orphans
+
+
+@dataclass
+class _WriteRows:
+    """The parameters of the write statements for the documents a batch writes."""
+
+    entities: list[dict[str, str]]
+    edges: list[dict[str, Any]]
+    open_edges: list[dict[str, Any]]
+    documents: list[dict[str, Any]]
+    evidence: list[dict[str, Any]]
+    edge_set: set[tuple[str, str, str, bool]]
+    by_document: dict[str, set[tuple[str, str, str, bool]]]
+
+    @classmethod
+    def of(cls, writes: Sequence[DocumentRows], key_of: Any) -> _WriteRows:
+        entities: dict[str, dict[str, str]] = {}
+        support: dict[tuple[str, str, str, bool], dict[str, float]] = {}
+        documents: list[dict[str, Any]] = []
+        evidence: list[dict[str, Any]] = []
+        by_document: dict[str, set[tuple[str, str, str, bool]]] = {}
+        for rows in writes:
+            for ref, row in rows.entities.items():
+                key = key_of(ref)
+                known = entities.get(key)
+                if known is None:
+                    entities[key] = {**row, "key": key, "type": ref.type}
+                else:
+                    if row["label"] and not known["label"]:
+                        known["label"] = row["label"]
+                    if ref.type and not known["type"]:
+                        known["type"] = ref.type
+            own: dict[tuple[str, str, str, bool], float] = {}
+            for (s, p, o, is_open), confidence in rows.triples.items():
+                edge = (key_of(s), p, key_of(o), is_open)
+                own[edge] = max(own.get(edge, 0.0), confidence)
+                for found in sorted(rows.evidence.get((s, p, o, is_open), ())):
+                    evidence.append(
+                        {
+                            "sentence": sentence_key(rows.document_id, found.sentence),
+                            "subject": edge[0],
+                            "predicate": p,
+                            "object": edge[2],
+                            "open": is_open,
+                            "start_char": found.start_char,
+                            "end_char": found.end_char,
+                            "confidence": found.confidence,
+                            "extractor": rows.extractor_version,
+                        }
+                    )
+            for edge, confidence in own.items():
+                support.setdefault(edge, {})[rows.document_id] = confidence
+            by_document[rows.document_id] = set(own)
+            ordered = sorted(own)
+            documents.append(
+                {
+                    "id": rows.document_id,
+                    "source": rows.source,
+                    "hash": rows.content_hash,
+                    "extractor": rows.extractor_version,
+                    "subjects": [e[0] for e in ordered],
+                    "types": [e[1] for e in ordered],
+                    "objects": [e[2] for e in ordered],
+                    "open": [e[3] for e in ordered],
+                    "mentions": sorted({key_of(ref) for ref in rows.mentions}),
+                    "sentences": [
+                        {**s, "key": sentence_key(rows.document_id, i)}
+                        for i, s in sorted(rows.sentences.items())
+                    ],
+                }
+            )
+        # Sorted rows: writers lock nodes and edges in one order (no deadlock between
+        # replicas), and the edges of one subject are written together.
+        edge_rows: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+        for (subject, predicate, obj, is_open), confidences in sorted(support.items()):
+            ids = sorted(confidences)
+            edge_rows[is_open].append(
+                {
+                    "subject": subject,
+                    "predicate": predicate,
+                    "object": obj,
+                    "documents": ids,
+                    "confidences": [confidences[i] for i in ids],
+                }
+            )
+        return cls(
+            entities=[entities[key] for key in sorted(entities)],
+            edges=edge_rows[False],
+            open_edges=edge_rows[True],
+            documents=sorted(documents, key=lambda d: d["id"]),
+            evidence=evidence,
+            edge_set=set(support),
+            by_document=by_document,
+        )
