@@ -103,3 +103,7 @@ bench-feedback: setup  ## self-training through the pipeline: 10 % labelled, rou
 .PHONY: bench-inference
 bench-inference: setup  ## inference: dynamic batching vs batch 1, and eval through the pipeline (bench/results/inference.json)
 	$(PY) bench/inference.py $(BENCH_INFERENCE_ARGS)
+
+.PHONY: bench-extraction
+bench-extraction: setup  ## WebNLG dev: text-to-triples scores, parser service vs bare extraction, text to answers (bench/results/extraction.json)
+	$(PY) bench/extraction.py $(BENCH_EXTRACTION_ARGS)

@@ -160,15 +160,17 @@ def predicates(entries: Iterable[WebNLGEntry]) -> list[str]:
 
 _NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)*(?:[eE][+-]?\d+)?")
 _DATE = re.compile(r"\d{4}(?:-\d{2}(?:-\d{2})?)?|--\d{2}-\d{2}")
-_NUMBER_WITH_UNIT = re.compile(rf"({_NUMBER.pattern})\s+\(?([^\d()]+?)\)?")
+_NUMBER_WITH_UNIT = re.compile(rf"({_NUMBER.pattern})\s+\(?([a-z][A-Za-z ]*?)\)?")
+"""A number and a unit (lower-case first: ``101 Ukrop Way`` is an address, not a quantity)."""
 
 
 def to_webnlg_literal(value: str) -> str:
     """A literal as WebNLG's modified triples write it.
 
-    Numbers and ISO dates bare (``2702.0``, ``1913-01-01``), a number with a unit as
-    ``1.524 (metres)``, anything else in double quotes (``"14L/32R"``); text already in double
-    quotes is kept as it is.
+    Numbers and ISO dates bare (``2702.0``, ``1913-01-01``), a number with a unit name as
+    ``1.524 (metres)`` and with a unit symbol as ``1.8 g`` (WebNLG writes DBpedia's unit names
+    in parentheses, and the few symbols bare), anything else in double quotes (``"14L/32R"``);
+    text already in double quotes is kept as it is.
     """
     value = " ".join(value.split())
     if not value:
@@ -177,10 +179,24 @@ def to_webnlg_literal(value: str) -> str:
         return value
     if _NUMBER.fullmatch(value) or _DATE.fullmatch(value):
         return value
-    unit = _NUMBER_WITH_UNIT.fullmatch(value)
-    if unit:
-        return f"{unit.group(1)} ({unit.group(2).strip()})"
+    quantity = _NUMBER_WITH_UNIT.fullmatch(value)
+    if quantity:
+        number, unit = quantity.group(1), quantity.group(2).strip()
+        return f"{number} {unit}" if len(unit) <= 2 else f"{number} ({unit})"
     return f'"{value}"'
+
+
+def is_webnlg_literal(element: str) -> bool:
+    """Whether an object as WebNLG writes it is a literal: quoted text, a number or a date
+    (with a unit or not). ``103_Colmore_Row`` and ``1._FC_Magdeburg`` are entities."""
+    element = element.strip()
+    if element.startswith('"'):
+        return True
+    return bool(
+        _NUMBER.fullmatch(element)
+        or _DATE.fullmatch(element)
+        or _NUMBER_WITH_UNIT.fullmatch(element)
+    )
 
 
 def to_webnlg_entity(name: str, literal: bool = False) -> str:

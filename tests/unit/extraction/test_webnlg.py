@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from autoglm.extraction.scoring import score
+from autoglm.extraction.scoring import normalise_triple, score
 from autoglm.extraction.types import ExtractedTriple
 from autoglm.extraction.webnlg import (
     WebNLGText,
     entry_texts,
     from_webnlg_entity,
+    is_webnlg_literal,
     predicates,
     read_candidates_xml,
     read_entries,
@@ -75,12 +76,31 @@ def test_entities_and_literals_as_webnlg_writes_them():
     assert to_webnlg_literal('"Kelvin Mao"') == '"Kelvin Mao"'
     assert to_webnlg_literal("1.524 metres") == "1.524 (metres)"
     assert to_webnlg_literal("107.43 (square kilometres)") == "107.43 (square kilometres)"
+    assert to_webnlg_literal("1.8  g") == "1.8 g"
+    assert to_webnlg_literal("101 Ukrop Way") == '"101 Ukrop Way"'
+    assert is_webnlg_literal('"Kelvin Mao"')
+    assert is_webnlg_literal("-71.0 (degreeCelsius)")
+    assert is_webnlg_literal("1998")
+    assert not is_webnlg_literal("103_Colmore_Row")
+    assert not is_webnlg_literal("1._FC_Magdeburg")
     assert from_webnlg_entity("Jacob_Bundsgaard") == "Jacob Bundsgaard"
     assert from_webnlg_entity('"14L/32R"') == "14L/32R"
 
 
 def extracted(subject, relation, obj, literal=False):
     return ExtractedTriple(subject, relation, obj, 0, 0, 1, 1.0, object_literal=literal)
+
+
+def test_gold_triples_survive_extracted_form(dev_texts):
+    # Gold written as an extractor would give it (readable names, literal flag) and back.
+    lost = []
+    for text in dev_texts:
+        for s, p, o in text.triples:
+            fact = extracted(from_webnlg_entity(s), p, from_webnlg_entity(o), is_webnlg_literal(o))
+            (written,) = webnlg_triples([fact])
+            if normalise_triple(written) != normalise_triple((s, p, o)):
+                lost.append(((s, p, o), written))
+    assert lost == []
 
 
 def test_extracted_triples_become_webnlg_triples_once():
