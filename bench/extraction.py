@@ -78,6 +78,7 @@ from autoglm.contracts import (
     decode,
 )
 from autoglm.extraction import load_extractor
+from autoglm.extraction.schema import Schema
 from autoglm.extraction.scoring import headline, normalise_name, score
 from autoglm.extraction.types import ExtractedTriple, TextExtractor
 from autoglm.extraction.webnlg import (
@@ -106,10 +107,23 @@ PARTS = ("quality", "throughput", "qa")
 # -- schema and extraction ------------------------------------------------------------------
 
 
-def train_schema() -> list[str]:
+def train_schema() -> Schema:
     """The relation schema: the train split's predicate names, nothing else (no descriptions,
     types or examples), so that dev scores say what names alone buy."""
-    return predicates(read_entries(DATA / "train"))
+    return Schema.from_names(predicates(read_entries(DATA / "train")), "WebNLG train predicates")
+
+
+def service_schema(
+    settings: ParserSettings, schema: Schema, folder: Path, setting: str
+) -> tuple[ParserSettings, str]:
+    """The parser service's settings with the same schema (a file of names, one a line, in
+    ``setting``), when the service has that setting; and what the service was given."""
+    if setting not in type(settings).model_fields:
+        return settings, f"the service's own (it has no {setting!r} setting)"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "schema.txt"
+    path.write_text("\n".join(schema.names) + "\n", encoding="utf-8")
+    return settings.model_copy(update={setting: path}), f"{setting}={path}"
 
 
 def extract_all(
@@ -511,11 +525,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--questions", type=int, default=None, help="at most N questions")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--candidates-dir", type=Path, default=CANDIDATES_DIR)
+    parser.add_argument(
+        "--schema-setting",
+        default="extraction_schema",
+        help="parser setting that takes a schema file: the service gets the train schema too",
+    )
     add_stack_arguments(parser, 29000, "bench-ext", OUTPUT)
     return parser.parse_args(argv)
 
 
-def report_header(extractor: TextExtractor, schema: Sequence[str], texts: int) -> dict[str, Any]:
+def report_header(extractor: TextExtractor, schema: Schema, texts: int) -> dict[str, Any]:
     commit = git_commit()
     return {
         "benchmark": "extraction",
@@ -549,7 +568,7 @@ def keep_earlier_parts(report: dict[str, Any], output: Path) -> None:
 
 def setup(
     args: argparse.Namespace, settings: Settings
-) -> tuple[ParserSettings, TextExtractor, list[str], list[WebNLGText]]:
+) -> tuple[ParserSettings, TextExtractor, Schema, list[WebNLGText]]:
     parser_settings = ParserSettings(**settings.model_dump())
     schema = train_schema()
     texts = read_texts(DATA / "dev")[: args.texts]
@@ -575,11 +594,15 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                 "consumer_group_prefix": prefix,
             }
         )
+        service_settings, given = service_schema(
+            service_settings, schema, args.candidates_dir.parent, args.schema_setting
+        )
         manager = ServiceManager(service_settings, env=env_of(service_settings))
         manager.stop(["parser"])
         report["throughput"] = await throughput_benchmark(
             service_settings, manager, extractor, texts, args.runs
         )
+        report["throughput"]["service_schema"] = given
     if args.only in (None, "qa"):
         report["qa"] = await qa_benchmark(settings, texts, args)
     keep_earlier_parts(report, args.output)

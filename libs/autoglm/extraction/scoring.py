@@ -6,22 +6,24 @@ a text is aligned to one reference triple of that text, and the subject, predica
 the pair are compared as named-entity spans are in SemEval-2013 Task 9.1 (Segura-Bedmar et al.;
 the scenario table of nervaluate / D. Batista's "Named-Entity evaluation metrics"):
 
-=====================================  ======  =======  =====  ======
-reference element vs candidate guess    Strict  Exact    Partial  Type
-=====================================  ======  =======  =====  ======
-same string, same role                  COR     COR      COR    COR
-same string, other role                 INC     COR      COR    INC
-overlapping string, same role           INC     INC      PAR    COR
-overlapping string, other role          INC     INC      PAR    INC
-no candidate string overlaps            MIS     MIS      MIS    MIS
-candidate string overlapping nothing    SPU     SPU      SPU    SPU
-=====================================  ======  =======  =====  ======
+====================================  ======  =====  =======  ====
+reference element vs candidate guess  Strict  Exact  Partial  Type
+====================================  ======  =====  =======  ====
+same string, same role                COR     COR    COR      COR
+same string, other role               INC     COR    COR      INC
+overlapping string, same role         INC     INC    PAR      COR
+overlapping string, other role        INC     INC    PAR      INC
+no candidate string overlaps          MIS     MIS    MIS      MIS
+candidate string overlapping nothing  SPU     SPU    SPU      SPU
+====================================  ======  =====  =======  ====
 
 POS = COR + INC + PAR + MIS, ACT = COR + INC + PAR + SPU; Strict and Exact: P = COR / ACT,
 R = COR / POS; Partial and Type: P = (COR + 0.5 PAR) / ACT, R = (COR + 0.5 PAR) / POS; F1 the
-harmonic mean (0 when P + R = 0, and P or R 0 when ACT or POS is 0). "Role" is the element's
-place in the triple (subject, predicate, object). Whole-triple scores (Liu et al. 2018) count a
-candidate triple correct when its subject, predicate and object all equal a reference triple's.
+harmonic mean (0 when P + R = 0, and P or R 0 when ACT or POS is 0). Type never gives PAR (an
+overlap in the right role is COR for it), so its half credit never applies. "Role" is the
+element's place in the triple (subject, predicate, object). Whole-triple scores (Liu et al. 2018)
+count a candidate triple correct when its subject, predicate and object all equal a reference
+triple's.
 
 Normalisation, as the challenge's script applies it before matching (read in its
 ``Evaluation_script.py``, functions ``getRefs``/``getCands`` and ``evaluaterefcand``; the
