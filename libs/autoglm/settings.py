@@ -114,6 +114,19 @@ class Settings(BaseSettings):
     subgraph_max_nodes: int = Field(2_000, description="Cap on nodes of a retrieved subgraph.")
     subgraph_max_edges: int = Field(8_000, description="Cap on edges of a retrieved subgraph.")
     default_top_k: int = Field(5, ge=1, le=100, description="Answers returned per question.")
+    max_hops: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Largest k (hops) a question, parsed question, reasoning input or training "
+        "example may ask for; more is bad input (each hop is a retrieval expansion and a "
+        "reasoning step).",
+    )
+    max_top_k: int = Field(
+        100,
+        ge=1,
+        description="Most answers a question or reasoning input may ask for; more is bad input.",
+    )
     max_batch_size: int = Field(64, description="Dynamic batching: largest inference batch.")
     max_batch_wait_ms: float = Field(
         5.0, description="Dynamic batching: longest wait for a batch to fill."

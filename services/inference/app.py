@@ -4,7 +4,8 @@ Reasoning inputs are consumed in batches (up to ``max_batch_size``, waiting at m
 ``max_batch_wait_ms`` for more once one has arrived) and scored in one forward pass, the
 subgraphs collated into one disjoint-union graph. Each batch takes the serving model once, so a
 hot swap never splits a batch between versions. Answers are cached in Redis by model and graph
-version.
+version. Every input is checked before it joins a batch (``serving.check_input``): a bad one is
+dead-lettered with the reason and cannot change the answers of the others.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from autoglm.contracts import (
 from autoglm.errors import BadInputError
 from autoglm.models.holder import ModelHolder
 from autoglm.models.result_cache import ResultCache, cacheable
-from autoglm.models.serving import answer, load_model, load_serving_model
+from autoglm.models.serving import answer, check_input, load_model, load_serving_model
 from autoglm.registry import ModelRegistry
 from autoglm.settings import Settings
 
@@ -60,7 +61,7 @@ def build(
     )
     async def on_inputs(items: Sequence[Incoming[ReasoningInput]]) -> list[ItemResult]:
         model = holder.current  # one version for the whole batch, whatever swaps meanwhile
-        checks = [_within_caps(item.message, settings) for item in items]
+        checks = [_checked(item.message, settings) for item in items]
         inputs = [item.message for item, error in zip(items, checks, strict=True) if not error]
         cached = await _cached_results(cache, model.version, inputs)
         todo = [i for i, hit in zip(inputs, cached, strict=True) if hit is None]
@@ -101,29 +102,13 @@ def build(
     return runtime
 
 
-def _within_caps(item: ReasoningInput, settings: Settings) -> BadInputError | None:
-    """Subgraphs over the caps (published by hand, or by a graph-builder with other settings)
-    would blow the batch's memory: they are refused, not truncated silently."""
-    graph = item.subgraph
-    if len(graph.nodes) > settings.subgraph_max_nodes or (
-        len(graph.edge_source) > settings.subgraph_max_edges
-    ):
-        return BadInputError(
-            f"subgraph of {len(graph.nodes)} nodes and {len(graph.edge_source)} edges is over "
-            f"the caps ({settings.subgraph_max_nodes} nodes, {settings.subgraph_max_edges} edges)",
-            error_type="subgraph_over_caps",
-        )
-    sizes = {len(graph.edge_source), len(graph.edge_target), len(graph.edge_relation)}
-    bad_index = any(i >= len(graph.nodes) for i in (*graph.edge_source, *graph.edge_target))
-    if (
-        len(sizes) > 1
-        or bad_index
-        or any(r >= len(graph.relation_types) for r in graph.edge_relation)
-    ):
-        return BadInputError(
-            "subgraph edges refer to nodes or relations it does not have",
-            error_type="invalid_subgraph",
-        )
+def _checked(item: ReasoningInput, settings: Settings) -> BadInputError | None:
+    """Why ``item`` is refused (a dead letter of its own), or None: the input is checked as if a
+    stranger wrote it before it can share a batch with others (``serving.check_input``)."""
+    try:
+        check_input(item, settings)
+    except BadInputError as exc:
+        return exc
     return None
 
 

@@ -23,6 +23,7 @@ from autoglm.contracts import (
     Question,
     require_fields,
 )
+from autoglm.contracts.bounds import check_hops, check_top_k
 from autoglm.errors import BAD_LINES, BadInputError
 from autoglm.nlp.messages import line_error_report, parse_document_batch, parse_question_batch
 from autoglm.nlp.parsing import TextParser
@@ -50,6 +51,16 @@ def _missing_text(document: Document) -> BadInputError | None:
     return None
 
 
+def question_bounds(question: Question, settings: Settings) -> BadInputError | None:
+    """Why a question's hops or top_k is refused (0 asks for the default), or None."""
+    try:
+        check_hops(question.hops, settings, zero_is_default=True)
+        check_top_k(question.top_k, settings, zero_is_default=True)
+    except BadInputError as exc:
+        return exc
+    return None
+
+
 def build(
     settings: ParserSettings | None = None, *, idempotency: IdempotencyStore | None = None
 ) -> ServiceRuntime:
@@ -67,15 +78,22 @@ def build(
         required=("request_id", "text"),
     )
     async def on_questions(items: Sequence[Incoming[Question]]) -> list[ItemResult]:
-        questions = [item.message for item in items]
+        # hops and top_k bound the work of every later hop: out of bounds is a dead letter here.
+        bounds = [question_bounds(item.message, settings) for item in items]
+        questions = [item.message for item, error in zip(items, bounds, strict=True) if not error]
         async with nlp_lock:
-            parsed = await asyncio.to_thread(parse_question_batch, parser, questions, settings)
-        return [
-            result
-            if isinstance(result, BadInputError)
-            else [Outgoing(topics.PARSED_QUESTIONS, result, key=result.request_id)]
-            for result in parsed
-        ]
+            parsed = iter(
+                await asyncio.to_thread(parse_question_batch, parser, questions, settings)
+            )
+        results: list[ItemResult] = []
+        for error in bounds:
+            result = error or next(parsed)
+            results.append(
+                result
+                if isinstance(result, BadInputError)
+                else [Outgoing(topics.PARSED_QUESTIONS, result, key=result.request_id)]
+            )
+        return results
 
     @runtime.consume_batch(
         topics.DOCUMENTS,

@@ -21,6 +21,7 @@ from autoglm.bus import topics
 from autoglm.bus.idempotency import IdempotencyStore
 from autoglm.bus.service import HandlerContext, Incoming, ItemResult, Outgoing, ServiceRuntime
 from autoglm.contracts import Feedback, ModelUpdate, Result, TrainingExample
+from autoglm.contracts.bounds import check_hops
 from autoglm.contracts.codec import PROTOBUF
 from autoglm.errors import BadInputError, TransientError
 from autoglm.graph.questions import QuestionGrounder
@@ -201,7 +202,7 @@ def build(
         required=("request_id", "source_request_id", "question"),
     )
     async def on_examples(items: Sequence[Incoming[TrainingExample]]) -> list[ItemResult]:
-        checks = [check_example(item.message) for item in items]
+        checks = [check_example(item.message, settings) for item in items]
         store.add(item.message for item, error in zip(items, checks, strict=True) if not error)
         return [error if error is not None else [] for error in checks]
 
@@ -264,8 +265,14 @@ def _redis_is_transient() -> Iterator[None]:
         raise TransientError(f"redis unavailable: {exc}", error_type="redis") from exc
 
 
-def check_example(example: TrainingExample) -> BadInputError | None:
-    """An example the loop cannot learn from is refused with the reason (dead letter)."""
+def check_example(example: TrainingExample, settings: Settings) -> BadInputError | None:
+    """An example the loop cannot learn from, or that asks for more retrieval than a question
+    may (anyone who reaches Kafka can publish training examples), is refused with the reason
+    (dead letter)."""
+    try:
+        check_hops(example.hops, settings, zero_is_default=True)
+    except BadInputError as exc:
+        return exc
     if not example.anchors:
         return BadInputError(
             "training example has no anchors (linked entities) to retrieve a subgraph from",

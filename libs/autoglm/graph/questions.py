@@ -16,6 +16,8 @@ from autoglm.contracts import (
     ReasoningInput,
     ResultStatus,
 )
+from autoglm.contracts.bounds import check_hops, check_top_k
+from autoglm.errors import BadInputError
 from autoglm.graph.coalesce import CoalescingGraphAccess
 from autoglm.graph.evidence import attach_evidence
 from autoglm.graph.linking import EntityLinker
@@ -95,7 +97,13 @@ class QuestionGrounder:
 
     async def ground_many(self, questions: Sequence[ParsedQuestion]) -> list[ReasoningInput]:
         """A batch of questions: linked concurrently, their scoring texts encoded with one
-        encoder call, their subgraphs retrieved concurrently (Neo4j serves them in parallel)."""
+        encoder call, their subgraphs retrieved concurrently (Neo4j serves them in parallel).
+
+        A question out of bounds (:func:`check_parsed_question`) raises ``BadInputError``
+        before any work is done; the service runtime then grounds the batch's questions one by
+        one, and dead-letters that one with the reason."""
+        for question in questions:
+            check_parsed_question(question, self.settings)
         started = time.perf_counter()
         graph_version = await self.store.graph_version()
         # With the text, questions without [brackets] are linked by n-grams too.
@@ -159,6 +167,22 @@ class QuestionGrounder:
         milliseconds = linked_ms + (time.perf_counter() - started) * 1000.0
         output.timings.append(HopTiming(service="graph-builder", milliseconds=milliseconds))
         return output
+
+
+def check_parsed_question(question: ParsedQuestion, settings: Settings) -> None:
+    """Raise ``BadInputError`` for a parsed question that asks for more work than a question
+    may (parsed-questions is an internal topic, but anyone who reaches Kafka can write it):
+    hops and top_k beyond the bounds drive retrieval and reasoning, long texts drive linking."""
+    check_hops(question.question.hops, settings, zero_is_default=True)
+    check_top_k(question.question.top_k, settings, zero_is_default=True)
+    texts = [question.normalized_text, question.question.text, *(m.text for m in question.mentions)]
+    longest = max(len(text) for text in texts)
+    if longest > settings.max_question_chars:
+        raise BadInputError(
+            f"parsed question holds a text of {longest} characters, over the limit of "
+            f"{settings.max_question_chars}",
+            error_type="too_large",
+        )
 
 
 def _scoring_text(question: ParsedQuestion, linking: LinkingReport) -> str:

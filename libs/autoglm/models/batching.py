@@ -3,6 +3,12 @@
 Each KB edge s -r-> o becomes two message edges, s -> o with relation (r, forward) and
 o -> s with (r, inverse), because reasoning paths run both ways ("films starring X" walks
 starred_actors backwards). Every node also gets a self-loop with the "stay" relation.
+
+Node indices of each subgraph are shifted by its offset in the batch, so an index outside its
+own subgraph would land on another one's nodes: :func:`collate_subgraphs` refuses such a
+subgraph (``BadInputError``) rather than let one request change another's answer. Inference
+checks its inputs before batching (``autoglm.models.serving.check_input``); this is the last
+line of defence for every other caller.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import torch
 from torch import Tensor
 
 from autoglm.contracts import Subgraph
+from autoglm.errors import BadInputError
 
 FORWARD, INVERSE, STAY = 0, 1, 2
 STAY_RELATION = "stay"
@@ -75,6 +82,7 @@ def collate_subgraphs(subgraphs: Sequence[Subgraph]) -> GraphBatch:
     for graph, subgraph in enumerate(subgraphs):
         base = offsets[-1]
         count = len(subgraph.nodes)
+        _check_indices(subgraph, graph)
         node_graph.extend([graph] * count)
         anchors.extend(base + a for a in subgraph.anchor_indices)
         for n, (s, t, r) in enumerate(
@@ -105,3 +113,22 @@ def collate_subgraphs(subgraphs: Sequence[Subgraph]) -> GraphBatch:
         node_offset=torch.tensor(offsets, dtype=torch.long),
         relations=list(relations),
     )
+
+
+def _check_indices(subgraph: Subgraph, graph: int) -> None:
+    """Every index of ``subgraph`` points inside it (see the module docstring)."""
+    nodes, edges = len(subgraph.nodes), len(subgraph.edge_source)
+    if len(subgraph.edge_target) != edges or len(subgraph.edge_relation) != edges:
+        raise BadInputError(
+            f"subgraph {graph} of the batch has edge arrays of different lengths",
+            error_type="invalid_subgraph",
+        )
+    for what, indices, size in (
+        ("node", [*subgraph.edge_source, *subgraph.edge_target, *subgraph.anchor_indices], nodes),
+        ("relation", subgraph.edge_relation, len(subgraph.relation_types)),
+    ):
+        if indices and (min(indices) < 0 or max(indices) >= size):
+            raise BadInputError(
+                f"subgraph {graph} of the batch has a {what} index outside 0..{size - 1}",
+                error_type="invalid_subgraph",
+            )

@@ -1,4 +1,11 @@
-"""Inference core: reasoning inputs in, results out. No Kafka here."""
+"""Inference core: reasoning inputs in, results out. No Kafka here.
+
+A reasoning input is checked as if a stranger wrote it (:func:`check_input`): reasoning-inputs is
+an internal topic, but anything that reaches Kafka can write it, and a batch collates several
+subgraphs into one graph, so an index out of range would mark nodes of *another* request as
+anchors or wire its edges into them. A bad input is refused alone, with the reason (a dead
+letter), and never reaches the batch.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ from collections.abc import Sequence
 import torch
 
 from autoglm.contracts import SCHEMA_VERSION, HopTiming, ReasoningInput, Result, ResultStatus
+from autoglm.contracts.bounds import check_hops, check_top_k
+from autoglm.errors import BadInputError
 from autoglm.models.base import AnswerModel
 from autoglm.models.encoding_cache import EncodingCache
 from autoglm.models.fusion_model import FusionAnswerModel, FusionModule, load_weights
@@ -82,6 +91,66 @@ def load_serving_model(settings: Settings) -> AnswerModel:
             extra={"version": version, "error": exc.reason, "fallback": BUILTIN_VERSION},
         )
         return load_model(settings, BUILTIN_VERSION)
+
+
+def check_input(item: ReasoningInput, settings: Settings) -> None:
+    """Raise ``BadInputError`` (with the reason) unless ``item`` is safe to batch and answer:
+    hops and top_k within bounds, a question no longer than a question may be, a subgraph within
+    the caps whose edge arrays have one length and whose node, relation and anchor indices all
+    point inside it, names no longer than an entity name may be."""
+    check_hops(item.hops, settings)
+    check_top_k(item.top_k, settings)
+    question = item.question
+    for text in (question.normalized_text, question.question.text):
+        if len(text) > settings.max_question_chars:
+            raise BadInputError(
+                f"question of {len(text)} characters exceeds the limit of "
+                f"{settings.max_question_chars}",
+                error_type="too_large",
+            )
+    graph = item.subgraph
+    nodes, edges = len(graph.nodes), len(graph.edge_source)
+    if nodes > settings.subgraph_max_nodes or edges > settings.subgraph_max_edges:
+        raise BadInputError(
+            f"subgraph of {nodes} nodes and {edges} edges is over the caps "
+            f"({settings.subgraph_max_nodes} nodes, {settings.subgraph_max_edges} edges)",
+            error_type="subgraph_over_caps",
+        )
+    relations = len(graph.relation_types)
+    if relations > max(1, settings.subgraph_max_edges) or len(graph.anchor_indices) > max(
+        1, settings.subgraph_max_nodes
+    ):
+        raise BadInputError(
+            f"subgraph lists {relations} relation types and {len(graph.anchor_indices)} anchors, "
+            f"more than the caps allow",
+            error_type="subgraph_over_caps",
+        )
+    if len(graph.edge_target) != edges or len(graph.edge_relation) != edges:
+        raise BadInputError(
+            f"subgraph edge arrays differ in length: {edges} sources, "
+            f"{len(graph.edge_target)} targets, {len(graph.edge_relation)} relations",
+            error_type="invalid_subgraph",
+        )
+    for what, indices, size in (
+        ("edge source", graph.edge_source, nodes),
+        ("edge target", graph.edge_target, nodes),
+        ("edge relation", graph.edge_relation, relations),
+        ("anchor", graph.anchor_indices, nodes),
+    ):
+        if indices and (min(indices) < 0 or max(indices) >= size):
+            bad = next(i for i in indices if not 0 <= i < size)
+            raise BadInputError(
+                f"subgraph {what} index {bad} is out of range (0 to {size - 1})",
+                error_type="invalid_subgraph",
+            )
+    limit = settings.max_entity_chars
+    if any(len(n.key) > limit or len(n.name) > limit for n in graph.nodes) or any(
+        len(r) > limit for r in graph.relation_types
+    ):
+        raise BadInputError(
+            f"subgraph holds a node key or name or a relation type over {limit} characters",
+            error_type="too_large",
+        )
 
 
 def answer(model: AnswerModel, inputs: Sequence[ReasoningInput]) -> list[Result]:
