@@ -18,6 +18,7 @@ from autoglm.cli.models import models_app
 from autoglm.cli.requests import (
     IngestSummary,
     ask,
+    delete_documents,
     ingest,
     kb_documents,
     print_result,
@@ -35,9 +36,13 @@ services_app = typer.Typer(
     help="Run the four services as local background processes.", no_args_is_help=True
 )
 ingest_app = typer.Typer(help="Feed the knowledge graph through Kafka.", no_args_is_help=True)
+documents_app = typer.Typer(
+    help="Manage what documents contributed to the graph (through Kafka).", no_args_is_help=True
+)
 app.add_typer(stack_app, name="stack")
 app.add_typer(services_app, name="services")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(documents_app, name="documents")
 app.add_typer(models_app, name="models")
 
 out = Console()
@@ -109,8 +114,23 @@ def ingest_text(
     path: Annotated[Path, typer.Argument(exists=True, help="A text file or a folder of them.")],
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the commits.")] = 600.0,
 ) -> None:
-    """Publish free-text documents; returns when graph-builder has committed all of them."""
+    """Publish free-text documents; returns when graph-builder has committed all of them.
+
+    A document's id is ``text:`` and its path below PATH (its file name for a single file):
+    ingesting a changed file again replaces what it said before."""
     _print_summary(asyncio.run(ingest(Settings(), list(text_documents(path)), timeout)))
+
+
+@documents_app.command("delete")
+def documents_delete(
+    document_ids: Annotated[
+        list[str], typer.Argument(help="Document ids, e.g. text:notes.txt (`ingest text` ids).")
+    ],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the commits.")] = 120.0,
+) -> None:
+    """Remove what documents contributed: edges only they supported go, edges other sources
+    support stay. Returns when graph-builder has committed; deleting again changes nothing."""
+    _print_summary(asyncio.run(ingest(Settings(), delete_documents(document_ids), timeout)))
 
 
 @app.command("ask")

@@ -19,8 +19,11 @@ from autoglm.contracts import (
     SCHEMA_VERSION,
     DeadLetter,
     Document,
+    DocumentAction,
     DocumentFormat,
+    Evidence,
     GraphCommit,
+    PathEdge,
     Question,
     Result,
     ResultStatus,
@@ -47,6 +50,8 @@ class IngestSummary:
     """Entities in the whole graph after the last commit."""
     graph_relations: int = 0
     """Relations in the whole graph after the last commit."""
+    removed_relations: int = 0
+    """Relations removed because the documents replaced or deleted were their only source."""
     line_errors: int = 0
     dead_letters: int = 0
     graph_version: int = 0
@@ -74,18 +79,39 @@ def kb_documents(path: Path, lines_per_document: int) -> Iterator[Document]:
 
 
 def text_documents(path: Path) -> Iterator[Document]:
+    """One document per file. Its id is the file's path below ``path`` (its name, for a single
+    file), so ingesting a changed file again replaces what it said before; every ingest is a
+    new request (a new request id), and an unchanged file changes nothing in the graph."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
         text = file.read_text(encoding="utf-8", errors="replace")
-        digest = hashlib.sha1(text.encode()).hexdigest()[:16]
+        name = file.relative_to(path).as_posix() if path.is_dir() else file.name
         yield Document(
             request_id=new_request_id(),
             schema_version=SCHEMA_VERSION,
-            document_id=f"text:{file.name}:{digest}",
+            document_id=text_document_id(name),
             format=DocumentFormat.DOCUMENT_FORMAT_TEXT,
             text=text,
             source=str(file),
+            action=DocumentAction.DOCUMENT_ACTION_UPSERT,
         )
+
+
+def text_document_id(name: str) -> str:
+    return f"text:{name}"
+
+
+def delete_documents(document_ids: Sequence[str]) -> list[Document]:
+    """Requests that remove what each document contributed to the graph."""
+    return [
+        Document(
+            request_id=new_request_id(),
+            schema_version=SCHEMA_VERSION,
+            document_id=document_id,
+            action=DocumentAction.DOCUMENT_ACTION_DELETE,
+        )
+        for document_id in document_ids
+    ]
 
 
 def _progress() -> Progress:
@@ -126,6 +152,7 @@ async def ingest(
                 if isinstance(reply, GraphCommit):
                     summary.entities += reply.entities
                     summary.relations += reply.triples
+                    summary.removed_relations += reply.triples_removed
                     summary.line_errors += reply.line_errors
                     if reply.graph_version >= summary.graph_version:
                         summary.graph_version = reply.graph_version
@@ -202,5 +229,19 @@ def print_result(reply: Result | DeadLetter, console: Console) -> None:
             f"{e.source_name} -[{e.relation}]-> {e.target_name}" for e in reply.reasoning_path
         )
         console.print(f"   path: {escape(path)}")
+        for edge in reply.reasoning_path:
+            for evidence in edge.evidence:
+                line = escape(evidence_line(edge, evidence))
+                console.print(f"   [dim]{line}[/dim]", soft_wrap=True)
     timings = ", ".join(f"{t.service} {t.milliseconds:.0f} ms" for t in reply.timings)
     console.print(f"   [dim]{timings}[/dim]")
+
+
+def evidence_line(edge: PathEdge, evidence: Evidence) -> str:
+    """Where a text-derived path edge was read: its sentence, document and extractor."""
+    sentence = " ".join(evidence.text.split())
+    return (
+        f'{edge.relation}: "{sentence}" ({evidence.document_id}, sentence '
+        f"{evidence.sentence + 1}, chars {evidence.start_char}-{evidence.end_char}, "
+        f"{evidence.extractor_version or 'extractor ?'}, confidence {evidence.confidence:.2f})"
+    )
