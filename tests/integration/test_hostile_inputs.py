@@ -283,3 +283,51 @@ async def test_graph_builder_refuses_forged_parsed_questions(
     assert all(len(letters[q.request_id]) == 1 for q, _ in forged)
     assert sorted(g.request_id for g in grounded) == sorted(q.request_id for q in benign)
     assert all(g.hops == 1 and g.top_k == 5 for g in grounded)
+
+
+# --- inference: the answer cache -------------------------------------------------------------
+
+
+async def test_a_forged_input_does_not_set_the_answer_others_get(
+    stack_settings, tmp_path, unique, text_encoder
+):
+    """A forged reasoning input asks a question others ask, over a subgraph of its own making
+    (every candidate answer renamed). Its answer is cached (real Redis), but the genuine
+    question asked afterwards gets the answer of its own subgraph, not the cached one."""
+    settings = isolated_settings(
+        stack_settings, tmp_path, f"hostile-cache-{unique}.", result_cache_enabled=True
+    )
+    registry = ModelRegistry(settings.model_registry_dir)
+    version = register_random_version(registry, text_encoder, seed=4)
+    registry.set_serving(version)
+    genuine = reasoning_input(7)
+    forged = ReasoningInput()
+    forged.CopyFrom(genuine)
+    forged.request_id = new_request_id()
+    anchors = set(forged.subgraph.anchor_indices)
+    for index, node in enumerate(forged.subgraph.nodes):
+        if index not in anchors:
+            node.key = node.name = f"Forged {node.key}"
+    (expected,) = load_model(settings, version).predict([genuine])
+
+    manager = ServiceManager(settings, env=settings_env(settings))
+    manager.start(["inference"])
+    try:
+        async with PipelineClient(settings) as client:
+            client.expect([forged.request_id])
+            await client.publish(topics.REASONING_INPUTS, forged, key=forged.request_id)
+            first = await client.reply(forged.request_id, 60.0)
+            assert isinstance(first, Result) and first.answers[0].key.startswith("Forged ")
+            replies = []
+            for _ in range(2):  # the second is served from the cache the first one filled
+                asked = ReasoningInput()
+                asked.CopyFrom(genuine)
+                asked.request_id = new_request_id()
+                client.expect([asked.request_id])
+                await client.publish(topics.REASONING_INPUTS, asked, key=asked.request_id)
+                replies.append(await client.reply(asked.request_id, 60.0))
+    finally:
+        manager.stop(["inference"])
+    for reply in replies:
+        assert isinstance(reply, Result) and reply.status == ResultStatus.RESULT_STATUS_OK
+        assert [a.key for a in reply.answers] == [a.key for a in expected.answers]
