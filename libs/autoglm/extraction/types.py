@@ -34,4 +34,10 @@ class TextExtractor(Protocol):
 
     version: str
 
-    def extract(self, texts: Sequence[str]) -> list[list[ExtractedTriple]]: ...
+    def extract(
+        self,
+        texts: Sequence[str],
+        sentences: Sequence[Sequence[tuple[int, int]]] | None = None,
+    ) -> list[list[ExtractedTriple]]:
+        """Facts per text; ``sentences`` are each text's sentence spans when known."""
+        ...

@@ -267,6 +267,13 @@ def write_candidates_xml(
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
+def candidates_xml(texts: Sequence[WebNLGText], candidates: Sequence[Sequence[Triple]]) -> str:
+    """:func:`write_candidates_xml` as a string (for standard output)."""
+    root = _benchmark_xml(texts, candidates, "generatedtripleset", "gtriple", with_lex=False)
+    body = ET.tostring(root, encoding="unicode")
+    return f"<?xml version='1.0' encoding='utf-8'?>\n{body}\n"
+
+
 def write_references_xml(path: Path, texts: Sequence[WebNLGText]) -> None:
     """The gold triples, one ``<entry>`` a text, in the same order as the candidates: the
     reference file the challenge's script pairs with them by position."""

@@ -31,7 +31,7 @@ from autoglm.contracts import (
     Triple,
 )
 from autoglm.errors import BadInputError
-from autoglm.extraction.types import ExtractedTriple
+from autoglm.extraction.types import ExtractedTriple, TextExtractor
 from autoglm.nlp.parsing import TextParser, parse_kb_lines
 from autoglm.settings import Settings
 
@@ -132,8 +132,14 @@ def _structured(document: Document, parsed: ParsedDocument, settings: Settings) 
 
 
 def parse_document_batch(
-    parser: TextParser, documents: Sequence[Document], settings: Settings
+    parser: TextParser,
+    documents: Sequence[Document],
+    settings: Settings,
+    extractor: TextExtractor | None = None,
 ) -> list[ParsedDocument | BadInputError]:
+    """Documents to parsed documents: structured lines as they are; free text through spaCy
+    (sentences, mentions) and ``extractor`` (schema relations with provenance) when given, else
+    spaCy's subject-verb-object triples."""
     started = time.perf_counter()
     results: list[ParsedDocument | BadInputError] = []
     texts: list[tuple[ParsedDocument, Doc]] = []
@@ -170,13 +176,24 @@ def parse_document_batch(
             results.append(exc)
             continue
         results.append(parsed)
-    for (parsed, _), text in zip(
-        texts, parser.parse_documents([tokens for _, tokens in texts]), strict=True
-    ):
+    parsed_texts = parser.parse_documents(
+        [tokens for _, tokens in texts], with_triples=extractor is None
+    )
+    extracted: list[list[ExtractedTriple]] | None = None
+    if extractor is not None and texts:
+        extracted = extractor.extract(
+            [tokens.text for _, tokens in texts],
+            [[(s.start_char, s.end_char) for s in text.sentences] for text in parsed_texts],
+        )
+    for index, ((parsed, _), text) in enumerate(zip(texts, parsed_texts, strict=True)):
         parsed.sentences.extend(text.sentences)
         parsed.entities.extend(text.entities)
-        parsed.triples.extend(text.triples)
-        parsed.extractor_version = SVO_EXTRACTOR_VERSION
+        if extracted is not None and extractor is not None:
+            parsed.triples.extend(extracted_triples(extracted[index]))
+            parsed.extractor_version = extractor.version
+        else:
+            parsed.triples.extend(text.triples)
+            parsed.extractor_version = SVO_EXTRACTOR_VERSION
         with_sentence_spans(parsed)
     per_message_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(documents))
     for result in results:

@@ -71,10 +71,13 @@ class TextParser:
         tagger, parser and NER are run on it."""
         return self.nlp.make_doc(text)
 
-    def parse_documents(self, texts: Sequence[str | Doc]) -> list[ParsedText]:
-        """Texts, or documents from ``tokenize`` (not tokenized twice), through ``nlp.pipe``."""
+    def parse_documents(
+        self, texts: Sequence[str | Doc], *, with_triples: bool = True
+    ) -> list[ParsedText]:
+        """Texts, or documents from ``tokenize`` (not tokenized twice), through ``nlp.pipe``;
+        ``with_triples``: also subject-verb-object triples (when no schema extractor runs)."""
         docs = self.nlp.pipe(texts, batch_size=self.batch_size)
-        return [_document_structure(doc) for doc in docs]
+        return [_document_structure(doc, with_triples) for doc in docs]
 
 
 def _question_mentions(original: str, doc: Doc) -> ParsedQuestionText:
@@ -116,13 +119,13 @@ def _mention(span: Span, source: str) -> Mention:
     )
 
 
-def _document_structure(doc: Doc) -> ParsedText:
+def _document_structure(doc: Doc, with_triples: bool = True) -> ParsedText:
     sentences = [
         Sentence(text=s.text, start_char=s.start_char, end_char=s.end_char) for s in doc.sents
     ]
     entities = [_mention(e, "ner") for e in doc.ents if e.label_ in ENTITY_LABELS]
     triples: list[Triple] = []
-    for index, sent in enumerate(doc.sents):
+    for index, sent in enumerate(doc.sents if with_triples else ()):
         triples.extend(_sentence_triples(sent, index))
     return ParsedText(sentences=sentences, entities=entities, triples=triples)
 
