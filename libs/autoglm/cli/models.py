@@ -76,6 +76,8 @@ def list_models() -> None:
             str(version.meta.get("created_at", "")),
         )
     out.print(table)
+    for broken in registry.broken():
+        err.print(f"[yellow]broken, skipped:[/yellow] {broken.version}: {broken.reason}")
 
 
 @models_app.command("show")

@@ -79,7 +79,13 @@ def load_serving_model(settings: Settings) -> AnswerModel:
     """The registry's serving version. If it cannot be loaded (a corrupt or missing checkpoint)
     the service still starts, on the built-in model, and says so loudly: every result names the
     model version that produced it, and ``autoglm models promote`` fixes it without a restart."""
-    version = ModelRegistry(settings.model_registry_dir).serving_version()
+    registry = ModelRegistry(settings.model_registry_dir)
+    for broken in registry.broken():
+        log.warning(
+            "model version skipped: it cannot be read",
+            extra={"version": broken.version, "error": broken.reason},
+        )
+    version = registry.serving_version()
     try:
         return load_model(settings, version)
     except ModelLoadError as exc:
