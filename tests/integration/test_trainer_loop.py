@@ -224,7 +224,7 @@ async def test_a_trainer_killed_mid_round_resumes_it_and_the_registry_stays_cons
                 await client.publish(topics.RESULTS, result, key=result.request_id)
         await wait_for(state.is_file, 180.0, "the first epoch's checkpoint")
         manager.kill("trainer")  # SIGKILL in the middle of training
-        saved_epoch = int(torch.load(state, weights_only=False)["epoch"])
+        saved_epoch = int(torch.load(state, weights_only=True)["epoch"])
         assert saved_epoch < epochs - 1, "killed too late to test resuming"
 
         # Consistent: the parent still serves, no half-written version is listed.

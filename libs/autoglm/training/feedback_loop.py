@@ -156,7 +156,14 @@ class FeedbackLoop:
         self.publish = publish
         self.state_dir = state_dir
         self.registry = ModelRegistry(settings.model_registry_dir)
-        self.replay_path = state_dir / "replay.pkl"
+        self.replay_path = state_dir / "replay.json"
+        if (state_dir / "replay.pkl").is_file() and not self.replay_path.is_file():
+            # Earlier trainers pickled it; a pickle is never loaded (it could run code).
+            log.warning(
+                "replay.pkl of an earlier trainer ignored: pickles are not loaded; the replay "
+                "buffer starts afresh",
+                extra={"path": str(state_dir / "replay.pkl")},
+            )
         self._validation: list[QASample] | None = None
         self._blocked_until = 0.0
         self.caps = SampleCaps(settings.subgraph_max_nodes, settings.subgraph_max_edges)

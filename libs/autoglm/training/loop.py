@@ -2,12 +2,15 @@
 
 Differential learning rates: the pretrained text encoder moves slowly (or not at all), the
 graph, fusion and scoring layers, which start from scratch, move fast. Training is resumable:
-the full state (model, optimizer, epoch, random generators) is saved after every epoch.
+the full state (model, optimizer, epoch, random generators) is saved after every epoch. It is
+read back with ``torch.load(weights_only=True)``: tensors and plain containers only, so a file
+planted in the state folder cannot run code in the trainer.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -110,7 +113,16 @@ class ReasonerTraining:
         """Continue from the saved state, if any; True when something was restored."""
         if self.state_path is None or not self.state_path.is_file():
             return False
-        state = torch.load(self.state_path, map_location=self.device, weights_only=False)
+        try:
+            # Tensors and plain containers only: a pickle that names anything else (a planted
+            # file that would run code) is refused, and nothing in it runs.
+            state = torch.load(self.state_path, map_location=self.device, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+            raise ValueError(
+                f"{self.state_path} is not a training state this trainer can load safely "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); it was "
+                "not loaded. Remove it to start the training afresh."
+            ) from exc
         if state["config"] != asdict(self.config):
             raise ValueError(
                 f"{self.state_path} was saved with other settings; remove it to start afresh"

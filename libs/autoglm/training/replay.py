@@ -3,7 +3,9 @@
 - :class:`ReplayBuffer` keeps a uniform sample of every example seen so far (reservoir sampling,
   Vitter's algorithm R), so each incremental round mixes new examples with old ones in proportion
   to what the model has learnt from, however long the loop has run; it is saved atomically so a
-  restarted trainer resumes with the same buffer.
+  restarted trainer resumes with the same buffer. It is saved as JSON (bytes items in base64),
+  never pickled: unpickling a file runs whatever code it names, and the trainer's state folder
+  must not be a way to run code in the trainer.
 - :func:`distillation_loss` pulls the candidate's per-graph answer distribution towards the
   serving model's (temperature-scaled soft targets, Hinton et al.), so what the serving model
   does well is not unlearnt for the sake of a few new examples.
@@ -11,9 +13,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
-import pickle
 import random
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +29,8 @@ from torch import Tensor
 from autoglm.models.batching import GraphBatch
 
 T = TypeVar("T")
+
+REPLAY_FORMAT = "autoglm-replay/1"
 
 
 @dataclass
@@ -59,21 +65,62 @@ class ReplayBuffer(Generic[T]):
         return self._rng.sample(self.items, min(count, len(self.items)))
 
     def save(self, path: Path) -> None:
+        """Write the buffer as JSON, atomically and durably (a reader sees the old buffer or the
+        new one, also after a power cut)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        state = (self.capacity, self.seed, self.items, self.seen, self._rng.getstate(), self.tag)
-        tmp.write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(tmp, path)  # a reader sees the old buffer or the new one
+        binary = any(isinstance(item, bytes) for item in self.items)
+        version, internal, gauss = self._rng.getstate()
+        state = {
+            "format": REPLAY_FORMAT,
+            "capacity": self.capacity,
+            "seed": self.seed,
+            "seen": self.seen,
+            "tag": self.tag,
+            "rng": [version, list(internal), gauss],
+            "item_encoding": "base64" if binary else "json",
+            "items": [
+                base64.b64encode(item).decode("ascii") if isinstance(item, bytes) else item
+                for item in self.items
+            ],
+        }
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as file:
+                json.dump(state, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, path: Path, capacity: int, seed: int = 0) -> ReplayBuffer[T]:
-        """The saved buffer, or an empty one when there is none."""
+        """The saved buffer, or an empty one when there is none. A file that is not a saved
+        buffer (corrupt, or planted) raises ``ValueError``; nothing in it is executed."""
         if not path.is_file():
             return cls(capacity, seed)
-        saved_capacity, saved_seed, items, seen, rng_state, *rest = pickle.loads(path.read_bytes())
-        tag = int(rest[0]) if rest else 0
-        buffer: ReplayBuffer[T] = cls(saved_capacity, saved_seed, list(items), int(seen), tag)
-        buffer._rng.setstate(rng_state)
+        try:
+            state = json.loads(path.read_bytes())
+            if not isinstance(state, dict) or state.get("format") != REPLAY_FORMAT:
+                raise ValueError(f"not a {REPLAY_FORMAT} file")
+            items = list(state["items"])
+            if state["item_encoding"] == "base64":
+                items = [base64.b64decode(item, validate=True) for item in items]
+            version, internal, gauss = state["rng"]
+            buffer: ReplayBuffer[T] = cls(
+                int(state["capacity"]),
+                int(state["seed"]),
+                items,
+                int(state["seen"]),
+                int(state["tag"]),
+            )
+            buffer._rng.setstate((int(version), tuple(int(n) for n in internal), gauss))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"{path} is not a replay buffer saved by the trainer ({exc}); it was not loaded. "
+                "Move it away to start with an empty buffer."
+            ) from exc
         return buffer
 
 

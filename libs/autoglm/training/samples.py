@@ -5,17 +5,26 @@ through the same :class:`~autoglm.graph.retrieval.SubgraphRetriever`, scorer and
 graph-builder uses against Neo4j, and the question text is the one inference sees (brackets
 removed), so the model trains on exactly what it will be served. Retrieving tens of thousands of
 subgraphs takes minutes, so the samples are cached on disk, keyed by everything they depend on.
+
+The cache files hold a JSON index and the subgraphs as protobuf bytes, never a pickle: a file
+planted under ``models/cache`` must not run code in whoever trains; one that is not in the
+format (torn, planted, from an older version) is ignored and rebuilt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import pickle
+import json
+import logging
+import os
+import struct
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
 from autoglm.contracts import Subgraph
@@ -29,7 +38,11 @@ from autoglm.settings import Settings
 from autoglm.training.loop import QASample
 from autoglm.training.metaqa import QAExample
 
-SAMPLES_FORMAT = 1
+SAMPLES_FORMAT = 2  # 1 was a pickle
+_MAGIC = b"AUTOGLM-SAMPLES\n"
+_INDEX_LENGTH = struct.Struct(">Q")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -117,7 +130,9 @@ def answer_recall(samples: Sequence[QASample]) -> float:
 
 
 class SampleCache:
-    """Samples pickled under ``root``, one file per (fingerprint, name)."""
+    """Samples under ``root``, one file per (fingerprint, name): the magic line, the length of
+    a JSON index (8 bytes, big-endian), the index (question, answer keys, hops and subgraph
+    length per sample), then the subgraphs as protobuf bytes."""
 
     def __init__(self, root: Path, fingerprint: str) -> None:
         self.root = root
@@ -126,27 +141,63 @@ class SampleCache:
         ]
 
     def path(self, name: str) -> Path:
-        return self.root / f"{name}-{self.fingerprint}.pkl"
+        return self.root / f"{name}-{self.fingerprint}.samples"
 
     def load(self, name: str) -> list[QASample] | None:
         path = self.path(name)
         if not path.is_file():
             return None
         try:
-            rows = pickle.loads(path.read_bytes())
-        except (pickle.UnpicklingError, EOFError, ValueError):
-            return None  # a torn file from an interrupted run: rebuild it
-        return [QASample(q, Subgraph.FromString(g), frozenset(a), h) for q, g, a, h in rows]
+            return _read_samples(path.read_bytes())
+        except (ValueError, KeyError, TypeError, struct.error, DecodeError) as exc:
+            # A torn file from an interrupted run, or one that is not ours: rebuild it.
+            log.warning("sample cache file ignored", extra={"path": str(path), "error": str(exc)})
+            return None
 
     def save(self, name: str, samples: Sequence[QASample]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        rows = [
-            (s.question, s.subgraph.SerializeToString(), sorted(s.answer_keys), s.hops)
-            for s in samples
-        ]
-        tmp = self.path(name).with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
-        tmp.replace(self.path(name))
+        graphs = [s.subgraph.SerializeToString() for s in samples]
+        index = json.dumps(
+            {
+                "format": SAMPLES_FORMAT,
+                "rows": [
+                    [s.question, sorted(s.answer_keys), s.hops, len(g)]
+                    for s, g in zip(samples, graphs, strict=True)
+                ],
+            }
+        ).encode()
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(_MAGIC + _INDEX_LENGTH.pack(len(index)) + index)
+                for graph in graphs:
+                    file.write(graph)
+            os.replace(tmp, self.path(name))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _read_samples(data: bytes) -> list[QASample]:
+    if not data.startswith(_MAGIC):
+        raise ValueError("not a sample cache file")
+    at = len(_MAGIC)
+    (length,) = _INDEX_LENGTH.unpack_from(data, at)
+    at += _INDEX_LENGTH.size
+    index = json.loads(data[at : at + length])
+    if index.get("format") != SAMPLES_FORMAT:
+        raise ValueError(f"sample cache format {index.get('format')!r}")
+    at += length
+    samples = []
+    for question, answers, hops, size in index["rows"]:
+        if at + size > len(data):
+            raise ValueError("sample cache file is truncated")
+        subgraph = Subgraph.FromString(data[at : at + size])
+        samples.append(QASample(str(question), subgraph, frozenset(answers), int(hops)))
+        at += size
+    if at != len(data):
+        raise ValueError("sample cache file has trailing bytes")
+    return samples
 
 
 def cached_samples(
