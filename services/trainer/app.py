@@ -26,6 +26,7 @@ from autoglm.contracts.codec import PROTOBUF
 from autoglm.errors import BadInputError, TransientError
 from autoglm.graph.questions import QuestionGrounder
 from autoglm.graph.store import GraphStore
+from autoglm.retries import RetryPolicy
 from autoglm.settings import PROJECT_ROOT, Settings
 from autoglm.training.example_store import ExampleStore
 from autoglm.training.examples import FEEDBACK_WEIGHT, feedback_example, pseudo_label
@@ -65,6 +66,23 @@ class TrainerSettings(Settings):
     trainer_max_examples: int = Field(5000, ge=1, description="Most new examples per round.")
     trainer_check_interval_s: float = Field(
         1.0, gt=0, description="How often the loop checks whether a round is due."
+    )
+    trainer_round_attempts: int = Field(
+        5,
+        ge=1,
+        description="Tries of an incremental round that keeps failing (a kill midway counts) "
+        "before it is finished as failed and reported; its examples are set aside with it.",
+    )
+    trainer_retry_initial_s: float = Field(
+        60.0, ge=0, description="Wait before a failed round (or loop check) is tried again."
+    )
+    trainer_retry_max_s: float = Field(
+        3600.0,
+        ge=0,
+        description="Cap of the waits, which double from trainer_retry_initial_s.",
+    )
+    trainer_retry_jitter_s: float = Field(
+        30.0, ge=0, description="Random extra wait of up to this much before each retry."
     )
     trainer_epochs: int = Field(3, ge=1, description="Epochs of a round.")
     trainer_batch_size: int = Field(32, ge=1, description="Training batch of a round.")
@@ -107,6 +125,14 @@ class TrainerSettings(Settings):
     def state_dir(self) -> Path:
         return self.trainer_state_dir or self.model_registry_dir / "trainer"
 
+    def retry_policy(self, attempts: int | None) -> RetryPolicy:
+        return RetryPolicy(
+            initial_s=self.trainer_retry_initial_s,
+            max_s=max(self.trainer_retry_initial_s, self.trainer_retry_max_s),
+            jitter_s=self.trainer_retry_jitter_s,
+            attempts=attempts,
+        )
+
     def loop_config(self) -> LoopConfig:
         return LoopConfig(
             min_examples=self.trainer_min_examples,
@@ -117,6 +143,7 @@ class TrainerSettings(Settings):
             validation_fraction=self.trainer_validation_fraction,
             validation_limit=self.trainer_validation_limit,
             seed_files=_paths(self.trainer_seed_qa),
+            round_retry=self.retry_policy(self.trainer_round_attempts),
             incremental=IncrementalConfig(
                 epochs=self.trainer_epochs,
                 batch_size=self.trainer_batch_size,
@@ -225,12 +252,14 @@ def build(
     task: asyncio.Task[None] | None = None
 
     async def keep_training() -> None:
+        # A failing round is retried with backoff and then reported as failed by the loop
+        # itself; what fails outside a round (the example store, the registry) is retried here
+        # with the same backoff, without limit: training is all this task does.
+        checks = settings.retry_policy(None)
         while True:
-            try:
-                await loop.maybe_train()
-            except Exception:  # a round that fails is retried later, never silently dropped
-                log.exception("incremental round failed; retrying in a minute")
-                await asyncio.sleep(60.0)
+            async for attempt in checks.retrying(log, "trainer loop check"):
+                with attempt:
+                    await loop.maybe_train()
             await asyncio.sleep(settings.trainer_check_interval_s)
 
     async def start() -> None:

@@ -243,3 +243,69 @@ async def test_a_trainer_killed_mid_round_resumes_it_and_the_registry_stays_cons
         assert f'"from_epoch": {saved_epoch + 2}' in log
     finally:
         manager.stop()
+
+
+async def test_a_round_that_keeps_failing_is_marked_failed_and_the_trainer_goes_on(
+    loop_settings, tmp_path
+):
+    """Every attempt of the round fails (no validation question: the gate cannot judge). The
+    trainer tries it ``trainer_round_attempts`` times with growing waits, finishes it as failed
+    with the error in the store and the log, and keeps consuming: the next examples make a new
+    round, instead of the old one being retried every minute forever."""
+    registry = ModelRegistry(loop_settings.model_registry_dir)
+    registry.set_serving(registry.register({"w": torch.ones(1)}, {}).version)
+    empty = tmp_path / "empty_dev.txt"
+    empty.write_text("", encoding="utf-8")
+    env = trainer_env(
+        loop_settings,
+        tmp_path,
+        AUTOGLM_TRAINER_VALIDATION_QA=str(empty),
+        AUTOGLM_TRAINER_MIN_EXAMPLES="1",
+        AUTOGLM_TRAINER_ROUND_ATTEMPTS="3",
+        AUTOGLM_TRAINER_RETRY_INITIAL_S="0.2",
+        AUTOGLM_TRAINER_RETRY_MAX_S="1",
+        AUTOGLM_TRAINER_RETRY_JITTER_S="0.1",
+    )
+    path = loop_settings.model_registry_dir / "trainer" / "examples.sqlite"
+
+    def rounds() -> list:
+        if not path.is_file():
+            return []
+        store = ExampleStore(path)
+        try:
+            return store.rounds()
+        finally:
+            store.close()
+
+    def example(n: int) -> TrainingExample:
+        question, topic, answer = FACTS[n]
+        return TrainingExample(
+            request_id=new_request_id(),
+            schema_version=SCHEMA_VERSION,
+            source_request_id=new_request_id(),
+            question=question,
+            answer_keys=[answer],
+            weight=1.0,
+            hops=1,
+            anchors=[LinkedEntity(mention=topic, key=topic, name=topic, score=1.0)],
+        )
+
+    manager = ServiceManager(loop_settings, env=env)
+    manager.start(["trainer"])
+    try:
+        async with PipelineClient(loop_settings) as client:
+            first = example(0)
+            await client.publish(topics.TRAINING_EXAMPLES, first, key=first.request_id)
+            await wait_for(lambda: [r.status for r in rounds()] == ["failed"], 120.0, "a failure")
+            (failed,) = rounds()
+            assert failed.report["attempts"] == 3
+            assert "no validation questions" in failed.report["error"]
+            second = example(1)
+            await client.publish(topics.TRAINING_EXAMPLES, second, key=second.request_id)
+            await wait_for(lambda: len(rounds()) == 2, 120.0, "the next round")
+        assert all(p.running for p in manager.status() if p.name == "trainer")
+        log = (manager.log_dir / "trainer.log").read_text(encoding="utf-8")
+        assert log.count("incremental round failed; retrying") >= 2
+        assert "incremental round failed for good" in log
+    finally:
+        manager.stop()

@@ -5,7 +5,9 @@ trainer restarts. Examples are keyed by their request id, so a redelivered messa
 nothing. An example is *pending* until a finished round has used it; a round is recorded
 before it starts (with the examples it takes) and marked finished only after its version is
 registered and, if it passed the gate, promoted, so a trainer killed in between finds the round
-and resumes it (see ``autoglm.training.incremental``).
+and resumes it (see ``autoglm.training.incremental``). Its attempts are counted in its report
+while it runs; one that keeps failing is finished as "failed" (its examples are used by it, so
+they do not make every later round fail too).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class Round:
     id: int
     parent_version: str
     example_ids: tuple[str, ...]
-    status: str  # "running", "promoted", "rejected", "failed"
+    status: str  # "running", "promoted", "rejected", "superseded", "failed"
     candidate_version: str | None
     report: dict[str, Any]
 
@@ -153,6 +155,36 @@ class ExampleStore:
                 (status, time.time(), json.dumps(report, default=str), round_id),
             )
             self._db.execute("COMMIT")
+
+    def round(self, round_id: int) -> Round:
+        rows = self._run(
+            "SELECT id, parent_version, example_ids, status, candidate_version, report"
+            " FROM rounds WHERE id = ?",
+            (round_id,),
+        )
+        if not rows:
+            raise KeyError(f"no round {round_id}")
+        return _round(rows[0])
+
+    def note_attempt(self, round_id: int, error: str | None = None) -> int:
+        """Count an attempt at a running round (before it runs, so that one killed midway
+        counts too) or note the error of the last one; returns the attempts so far. Kept in the
+        round's report until it finishes, so a restarted trainer knows them."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            (raw,) = self._db.execute(
+                "SELECT report FROM rounds WHERE id = ?", (round_id,)
+            ).fetchone()
+            report = json.loads(raw) if raw else {}
+            if error is None:
+                report["attempts"] = int(report.get("attempts", 0)) + 1
+            else:
+                report["last_error"] = error
+            self._db.execute(
+                "UPDATE rounds SET report = ? WHERE id = ?", (json.dumps(report), round_id)
+            )
+            self._db.execute("COMMIT")
+            return int(report.get("attempts", 0))
 
     def unfinished_round(self) -> Round | None:
         rows = self._run(

@@ -20,6 +20,11 @@ A round, in the order that keeps a killed trainer consistent:
 A trainer killed anywhere restarts at the first step not done: training resumes from its last
 epoch, a registered candidate is not trained again, and a promotion is re-published (swapping
 to the version already serving is a no-op for inference).
+
+A round that fails is tried again with exponential backoff, jitter and a cap
+(``LoopConfig.round_retry``, :mod:`autoglm.retries`), resuming from where it got to; after the
+policy's attempts (counted in the store, a kill midway included) it is finished as "failed",
+with the error in its report and an error in the log, and the loop goes on with new examples.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from autoglm.models.serving import load_model
 from autoglm.nlp.keys import normalize_key
 from autoglm.nlp.parsing import strip_brackets
 from autoglm.registry import BUILTIN_VERSION, ModelRegistry
+from autoglm.retries import RetryPolicy
 from autoglm.settings import Settings
 from autoglm.training.example_store import ExampleStore, Round, effective_examples
 from autoglm.training.incremental import IncrementalConfig, train_candidate
@@ -78,12 +84,16 @@ class LoopConfig:
     validation_limit: int = 200  # per file
     seed_files: tuple[Path, ...] = ()  # labelled QA files the replay buffer starts from
     incremental: IncrementalConfig = field(default_factory=IncrementalConfig)
+    # A failing round: tried this often in all, waits growing from a minute to an hour.
+    round_retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(initial_s=60.0, max_s=3600.0, jitter_s=30.0, attempts=5)
+    )
 
 
 @dataclass(frozen=True)
 class RoundResult:
     round_id: int
-    status: str  # "promoted", "rejected", "superseded" (serving changed meanwhile)
+    status: str  # "promoted", "rejected", "superseded" (serving changed meanwhile), "failed"
     version: str
     parent: str
     report: dict[str, Any]
@@ -186,7 +196,7 @@ class FeedbackLoop:
         unfinished = self.store.unfinished_round()
         if unfinished is not None:
             log.info("resuming round", extra={"round": unfinished.id})
-            return await self.run_round(unfinished)
+            return await self.run_round_retrying(unfinished.id)
         if not self.due():
             return None
         parent = self.registry.serving_version()
@@ -200,9 +210,41 @@ class FeedbackLoop:
             return None
         examples = self.store.pending(self.config.max_examples)
         round_ = self.store.start_round(parent, [e.request_id for e in examples])
-        return await self.run_round(round_)
+        return await self.run_round_retrying(round_.id)
 
     # --- a round --------------------------------------------------------------------------------
+
+    async def run_round_retrying(self, round_id: int) -> RoundResult:
+        """The round, tried again after a failure as ``round_retry`` says (each attempt goes on
+        from where the last got to); finished as "failed" once the attempts are spent."""
+        policy = self.config.round_retry
+        done = int(self.store.round(round_id).report.get("attempts", 0))
+        if policy.attempts is not None and done >= policy.attempts:
+            return self._fail_round(round_id, "its attempts were spent before the restart")
+        try:
+            async for attempt in policy.retrying(
+                log, "incremental round", done=done, round=round_id
+            ):
+                with attempt:
+                    self.store.note_attempt(round_id)
+                    try:
+                        return await self.run_round(self.store.round(round_id))
+                    except Exception as exc:
+                        self.store.note_attempt(round_id, f"{type(exc).__name__}: {exc}")
+                        raise
+        except Exception as exc:
+            return self._fail_round(round_id, f"{type(exc).__name__}: {exc}")
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _fail_round(self, round_id: int, error: str) -> RoundResult:
+        round_ = self.store.round(round_id)
+        report = {**round_.report, "error": error}
+        self.store.finish_round(round_id, "failed", report)
+        log.error(
+            "incremental round failed for good; its examples are set aside with it",
+            extra={"round": round_id, "parent": round_.parent_version, **report},
+        )
+        return RoundResult(round_id, "failed", "", round_.parent_version, report)
 
     async def run_round(self, round_: Round) -> RoundResult:
         started = time.perf_counter()
