@@ -18,6 +18,7 @@ from autoglm.bus.client import PipelineClient
 from autoglm.cli.requests import delete_documents, ingest, kb_documents, text_document_id
 from autoglm.contracts import DocumentAction, GraphCommit
 from autoglm.graph.store import GraphStore
+from autoglm.graph.writes import document_ref
 from autoglm.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -41,20 +42,18 @@ def _cli(stack_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
 
 async def _document_edges(store: GraphStore, document_id: str) -> dict[tuple, list[str]]:
     rows = await store.run_read(
-        "MATCH (s:Entity)-[r:REL|OPEN_REL]->(o:Entity) WHERE $id IN r.sources "
+        "MATCH (s:Entity)-[r:REL|OPEN_REL]->(o:Entity) WHERE $ref IN r.sources "
         "RETURN s.key AS s, s.name AS sn, r.type AS p, o.key AS o, o.name AS on, "
         "type(r) AS rel, r.sources AS sources",
-        id=document_id,
+        ref=document_ref(document_id),
     )
-    return {
-        (r["s"], r["sn"], r["p"], r["o"], r["on"], r["rel"]): sorted(r["sources"]) for r in rows
-    }
+    return {(r["s"], r["sn"], r["p"], r["o"], r["on"], r["rel"]): r["sources"] for r in rows}
 
 
 async def _edge_sources(store: GraphStore, subject: str, relation: str, obj: str) -> list[str]:
     rows = await store.run_read(
         "MATCH (:Entity {key: $s})-[r:REL {type: $p}]->(:Entity {key: $o}) "
-        "RETURN r.sources AS sources",
+        "RETURN COLLECT { MATCH (d:Document) WHERE d.ref IN r.sources RETURN d.id } AS sources",
         s=subject,
         p=relation,
         o=obj,

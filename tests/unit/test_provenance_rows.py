@@ -19,8 +19,10 @@ from autoglm.graph.writes import (
     DocumentRows,
     EntityRef,
     EvidenceRow,
+    document_ref,
     last_per_document,
     resolve_keys,
+    thousandths,
     typed_key,
 )
 from autoglm.models.base import path_edge
@@ -187,3 +189,16 @@ def test_path_edges_carry_the_evidence_of_their_subgraph_edge():
     edge = path_edge(subgraph, 1, 0.5)
     assert (edge.source_key, edge.relation, edge.target_key, edge.weight) == ("b", "r", "a", 0.5)
     assert [(e.document_id, e.text) for e in edge.evidence] == [("doc", "B r A.")]
+
+
+def test_document_refs_are_stable_positive_62_bit_numbers():
+    refs = {document_ref(f"kb:kb.txt:{n}") for n in range(10_000)}
+    assert len(refs) == 10_000 and all(0 < r < 2**62 for r in refs)
+    assert document_ref("text:a.txt") == document_ref("text:a.txt") != document_ref("text:b.txt")
+    assert [thousandths(c) for c in (0.0, 0.8, 0.8999999761581421, 1.0, 1.7)] == [
+        0,
+        800,
+        900,
+        1000,
+        1000,
+    ]

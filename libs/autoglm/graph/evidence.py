@@ -3,11 +3,12 @@
 Graph-builder attaches it to each subgraph it hands to inference (``Subgraph.edge_evidence``), so
 inference can put it on the reasoning path (``PathEdge.evidence``) without a store of its own.
 Inference does not know in advance which edges its path will use, so every edge of the subgraph
-is looked up: one query per batch of questions, an index seek on the edge's subject and an
-expansion of its ``SUPPORTS`` relationships (text-derived evidence only, see
-``autoglm.graph.writes``). A graph without any text evidence (a KB alone) is recognised from
-Neo4j's count store first and costs nothing more. Evidence is attached after the subgraph cache,
-so a cached subgraph never carries evidence of another graph version's documents.
+is looked up: one query per batch of questions, an index seek on each node of the subgraphs
+and an expansion of its ``SUPPORTS`` relationships (text-derived evidence only, see
+``autoglm.graph.writes``); the subgraph's edges are picked out of what comes back. A graph
+without any text evidence (a KB alone) is recognised first from Neo4j's count store, with one
+small query per batch. Evidence is attached after the subgraph cache, so a cached subgraph
+never carries evidence of another graph version's documents.
 """
 
 from __future__ import annotations
@@ -18,19 +19,17 @@ from typing import Any
 from autoglm.contracts import EdgeEvidence, Evidence, Subgraph
 from autoglm.graph.store import GraphStore
 
+_ANY_EVIDENCE = "RETURN COUNT { ()-[:SUPPORTS]->() } > 0 AS any"
+
+# Every fact stated about the subgraph's nodes as subjects; the subgraph's edges are picked out
+# of them in Python (node keys are fewer than edges, and most nodes have no SUPPORTS at all).
 _EVIDENCE = """
-WITH COUNT { ()-[:SUPPORTS]->() } AS supports
-UNWIND CASE WHEN supports > 0 THEN $edges ELSE [] END AS e
-MATCH (s:Entity {key: e.subject})<-[x:SUPPORTS]-(sentence:Sentence)
-WHERE x.type = e.predicate AND x.object = e.object
-WITH e, x, sentence
-ORDER BY x.confidence DESC, sentence.key, x.start_char
-WITH e, collect({
-  document: sentence.document_id, sentence: sentence.index, text: sentence.text,
-  start: x.start_char, end: x.end_char, extractor: x.extractor_version,
-  confidence: x.confidence
-})[..$limit] AS evidence
-RETURN e.id AS id, evidence
+UNWIND $keys AS key
+MATCH (s:Entity {key: key})<-[x:SUPPORTS]-(sentence:Sentence)
+RETURN key AS subject, x.type AS predicate, x.object AS object,
+       sentence.document_id AS document, sentence.index AS sentence, sentence.text AS text,
+       x.start_char AS start, x.end_char AS end, x.extractor_version AS extractor,
+       x.confidence AS confidence, sentence.key AS sentence_key
 """
 
 
@@ -49,36 +48,33 @@ def _evidence(row: dict[str, Any]) -> Evidence:
 async def attach_evidence(store: GraphStore, subgraphs: Sequence[Subgraph], per_edge: int) -> None:
     """Fill ``edge_evidence`` of each subgraph with at most ``per_edge`` sentences per edge,
     most confident first."""
-    if per_edge <= 0:
+    for subgraph in subgraphs:
+        del subgraph.edge_evidence[:]
+    if per_edge <= 0 or not any(subgraph.edge_source for subgraph in subgraphs):
+        return
+    (gate,) = await store.run_read(_ANY_EVIDENCE)
+    if not gate["any"]:
         return
     edges: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
     for number, subgraph in enumerate(subgraphs):
-        del subgraph.edge_evidence[:]
+        keys = [node.key for node in subgraph.nodes]
+        relations = subgraph.relation_types
         for index, (source, relation, target) in enumerate(
-            zip(
-                subgraph.edge_source,
-                subgraph.edge_relation,
-                subgraph.edge_target,
-                strict=True,
-            )
+            zip(subgraph.edge_source, subgraph.edge_relation, subgraph.edge_target, strict=True)
         ):
-            edge = (
-                subgraph.nodes[source].key,
-                subgraph.relation_types[relation],
-                subgraph.nodes[target].key,
-            )
+            edge = (keys[source], relations[relation], keys[target])
             edges.setdefault(edge, []).append((number, index))
-    if not edges:
-        return
-    ordered = sorted(edges)
-    params = [
-        {"id": n, "subject": s, "predicate": p, "object": o} for n, (s, p, o) in enumerate(ordered)
-    ]
-    rows = await store.run_read(_EVIDENCE, edges=params, limit=per_edge)
+    subjects = sorted({subject for subject, _, _ in edges})
+    found: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in await store.run_read(_EVIDENCE, keys=subjects):
+        edge = (row["subject"], row["predicate"], row["object"])
+        if edge in edges:
+            found.setdefault(edge, []).append(row)
     per_subgraph: list[dict[int, list[Evidence]]] = [{} for _ in subgraphs]
-    for row in rows:
-        evidence = [_evidence(item) for item in row["evidence"]]
-        for number, index in edges[ordered[row["id"]]]:
+    for edge, rows in found.items():
+        rows.sort(key=lambda r: (-(r["confidence"] or 0.0), r["sentence_key"], r["start"] or 0))
+        evidence = [_evidence(row) for row in rows[:per_edge]]
+        for number, index in edges[edge]:
             per_subgraph[number][index] = evidence
     for subgraph, by_edge in zip(subgraphs, per_subgraph, strict=True):
         subgraph.edge_evidence.extend(

@@ -4,18 +4,26 @@ can be replaced or deleted without a rebuild.
 The graph model (what ``autoglm.graph.store`` adds to the ``:Entity`` / ``:REL`` graph):
 
 - **Support on the edge**: ``(:Entity)-[:REL {type, confidence, sources, confidences}]->(:Entity)``.
-  ``sources`` lists the ids of the documents (KB chunks and texts alike) that state the fact,
-  ``confidences`` the confidence each one gave it, and ``confidence`` is their maximum. The same
-  fact from a KB and from a text is therefore one edge with two sources. The list lives on the
-  edge, not on separate support nodes, because retrieval walks ``REL`` edges on every question
-  (hubs of ~4,000 edges included): a support node per edge would double the relationships of
-  the hot path (and the MetaQA KB's write time) to answer a question asked only on updates.
-  ``''`` in ``sources`` stands for an unknown source: an edge written before provenance was
-  kept, which no delete can remove.
-- **What a document wrote, on the document**: ``(:Document {id, source, content_hash,
-  extractor_version, edge_subjects, edge_types, edge_objects, edge_open})``. Lists on the node
-  are how an update finds the edges of a document without an index over list elements (Neo4j
-  has none): one node read, then an index seek on each edge's subject. ``content_hash``
+  ``sources`` lists the documents (KB chunks and texts alike) that state the fact, by their
+  ``ref`` (``(:Document {ref})``, indexed: ``MATCH (d:Document) WHERE d.ref IN r.sources``),
+  ``confidences`` the confidence each one gave it in thousandths, and ``confidence`` is their
+  maximum. The same fact from a KB and from a text is therefore one edge with two sources. The
+  list lives on the edge, not on separate support nodes, because retrieval walks ``REL`` edges
+  on every question (hubs of ~4,000 edges included): a support node per edge would double the
+  relationships of the hot path (and the MetaQA KB's write time) to answer a question asked
+  only on updates. Integers, not ids and floats, because Neo4j keeps a short integer array
+  inside the relationship's property record, while a string or float array goes to the dynamic
+  array store: with document ids and float confidences, loading the MetaQA KB took 60 % longer
+  than without provenance; with integers it costs about the same. A ``ref`` is 62 bits of a
+  hash of the document id (no counter to lock; a collision needs ~2^31 documents); ``0`` in
+  ``sources`` stands for an unknown source: an edge written before provenance was kept, which
+  no delete can remove.
+- **What a document wrote, on the document**: ``(:Document {id, ref, source, content_hash,
+  extractor_version, subjects})``. ``subjects`` (the distinct subject keys of its edges) is how
+  an update finds the edges of a document without an index over list elements (Neo4j has
+  none): an index seek on each subject, then its outgoing edges whose ``sources`` hold the
+  document's ``ref`` (a whole edge list on the node cost a tenth of a KB's load time; a KB
+  chunk names each film as subject of several lines). ``content_hash``
   fingerprints what the document wrote (its parsed facts, not its request id), so a redelivered
   or unchanged upsert is recognised before any write and changes nothing, not even the version.
 - **Evidence, for text**: ``(:Document)-[:HAS_SENTENCE]->(:Sentence {key, document_id, index,
@@ -56,10 +64,9 @@ sorted so that concurrent writers lock in the same order.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from neo4j import AsyncManagedTransaction
 
@@ -73,7 +80,7 @@ DELETE = DocumentAction.DOCUMENT_ACTION_DELETE
 TYPED_KEY_SEPARATOR = "|"
 """Between name and type in the key of a typed entity whose name key is taken (see above)."""
 
-UNKNOWN_SOURCE = ""
+UNKNOWN_SOURCE = 0
 """The source of an edge written before edges recorded their sources."""
 
 REL = "REL"
@@ -81,7 +88,18 @@ OPEN_REL = "OPEN_REL"
 
 SCHEMA_STATEMENTS = (
     "CREATE CONSTRAINT sentence_key IF NOT EXISTS FOR (s:Sentence) REQUIRE s.key IS UNIQUE",
+    "CREATE INDEX document_ref IF NOT EXISTS FOR (d:Document) ON (d.ref)",
 )
+
+
+def document_ref(document_id: str) -> int:
+    """The number that stands for a document in the ``sources`` of the edges it supports."""
+    digest = hashlib.blake2b(document_id.encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") & ((1 << 62) - 1)) or 1
+
+
+def thousandths(confidence: float) -> int:
+    return 0 if confidence <= 0.0 else 1000 if confidence >= 1.0 else int(confidence * 1000 + 0.5)
 
 
 def typed_key(key: str, entity_type: str) -> str:
@@ -93,10 +111,10 @@ def sentence_key(document_id: str, index: int) -> str:
     return f"{document_id}#{index}"
 
 
-@dataclass(frozen=True, order=True)
-class EntityRef:
+class EntityRef(NamedTuple):
     """An entity as a document names it: the key to use, or the name key and a type to resolve
-    against the graph (``needs_resolution``)."""
+    against the graph (``needs_resolution``). A tuple: a KB batch hashes hundreds of
+    thousands of them."""
 
     key: str
     type: str = ""
@@ -133,6 +151,9 @@ class DocumentRows:
     mentions: set[EntityRef] = field(default_factory=set)
     sentences: dict[int, dict[str, Any]] = field(default_factory=dict)
     content_hash: str = ""
+    _refs: dict[tuple[str, str, str], EntityRef | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def of(cls, document: ParsedDocument) -> DocumentRows:
@@ -168,18 +189,27 @@ class DocumentRows:
                     "start_char": sentence.start_char,
                     "end_char": sentence.end_char,
                 }
-        rows.content_hash = rows.fingerprint()
+        rows.content_hash = fingerprint(document)
         return rows
 
     def add_entity(
         self, name: str, label: str, entity_type: str = "", key: str = ""
     ) -> EntityRef | None:
-        explicit = normalize_key(key)
-        name_key = normalize_key(name)
-        if not explicit and not name_key:
+        # A KB names each entity many times: normalise each spelling once.
+        spelling = (name, entity_type, key)
+        if spelling in self._refs:
+            ref = self._refs[spelling]
+        else:
+            explicit = normalize_key(key)
+            name_key = normalize_key(name)
+            ref = (
+                EntityRef(explicit or name_key, entity_type.strip(), bool(explicit))
+                if explicit or name_key
+                else None
+            )
+            self._refs[spelling] = ref
+        if ref is None:
             return None
-        entity_type = entity_type.strip()
-        ref = EntityRef(explicit or name_key, entity_type, resolved=bool(explicit))
         row = self.entities.get(ref)
         if row is None:
             # The name as written (stripped) is what users see; the key is what matches.
@@ -212,38 +242,16 @@ class DocumentRows:
                 error_type="too_large",
             )
 
-    def fingerprint(self) -> str:
-        """Digest of what the document writes (not of its request id or source)."""
-        payload = {
-            "extractor": self.extractor_version,
-            "entities": sorted(
-                [r.key, r.type, r.resolved, v["name"], v["label"]] for r, v in self.entities.items()
-            ),
-            "mentions": sorted([r.key, r.type, r.resolved] for r in self.mentions),
-            "triples": sorted(
-                [
-                    s.key,
-                    s.type,
-                    s.resolved,
-                    p,
-                    o.key,
-                    o.type,
-                    o.resolved,
-                    is_open,
-                    confidence,
-                    sorted(
-                        [e.sentence, e.start_char, e.end_char, e.confidence]
-                        for e in self.evidence.get((s, p, o, is_open), ())
-                    ),
-                ]
-                for (s, p, o, is_open), confidence in self.triples.items()
-            ),
-            "sentences": sorted(
-                [i, s["text"], s["start_char"], s["end_char"]] for i, s in self.sentences.items()
-            ),
-        }
-        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+def fingerprint(document: ParsedDocument) -> str:
+    """Digest of what a parsed document writes: its facts, mentions, sentences and extractor
+    version, not its request id, source or timings (the deterministic protobuf encoding)."""
+    content = ParsedDocument()
+    content.CopyFrom(document)
+    for name in ("request_id", "schema_version", "source", "line_errors", "timings"):
+        content.ClearField(name)
+    encoded = content.SerializeToString(deterministic=True)
+    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -262,8 +270,18 @@ class BatchOutcome:
 _READ_DOCUMENTS = """
 UNWIND $ids AS id
 MATCH (d:Document {id: id})
-RETURN d.id AS id, d.content_hash AS hash, d.edge_subjects AS subjects,
-       d.edge_types AS types, d.edge_objects AS objects, d.edge_open AS open
+RETURN d.id AS id, d.content_hash AS hash
+"""
+
+# The edges a stored document supports (only read for documents replaced or deleted).
+_READ_DOCUMENT_EDGES = """
+UNWIND $documents AS d
+MATCH (doc:Document {id: d.id})
+UNWIND coalesce(doc.subjects, []) AS key
+MATCH (s:Entity {key: key})-[r:REL|OPEN_REL]->(o:Entity)
+WHERE d.ref IN r.sources
+RETURN d.id AS id, s.key AS subject, r.type AS predicate, o.key AS object,
+       type(r) = 'OPEN_REL' AS open
 """
 
 _READ_ENTITY_TYPES = """
@@ -301,8 +319,10 @@ SET r.locked_ = true
 REMOVE r.locked_
 WITH r, x, [i IN range(0, size(coalesce(r.sources, [])) - 1)
             WHERE NOT r.sources[i] IN x.documents | i] AS kept
-SET r.sources = [i IN kept | r.sources[i]],
-    r.confidences = [i IN kept | coalesce(r.confidences[i], r.confidence)]
+WITH r, x, [i IN kept | r.sources[i]] AS sources,
+     [i IN kept | coalesce(r.confidences[i], 1000)] AS confidences
+SET r.sources = sources, r.confidences = confidences,
+    r.confidence = reduce(m = 0, c IN confidences | CASE WHEN c > m THEN c ELSE m END) / 1000.0
 WITH r, x
 WHERE size(r.sources) = 0 AND NOT x.keep
 DELETE r
@@ -312,44 +332,45 @@ RETURN x.documents AS documents
 _WRITE_ENTITIES = """
 UNWIND $entities AS e
 MERGE (n:Entity {key: e.key})
-ON CREATE SET n.name = e.name, n.label = e.label, n.lookup = e.lookup
+ON CREATE SET n.name = e.name, n.label = e.label, n.lookup = e.lookup,
+              n.type = CASE WHEN e.type = '' THEN null ELSE e.type END
 WITH n, e
-CALL (n, e) {
-  WITH n, e WHERE n.label = '' AND e.label <> ''
-  SET n.label = e.label
-}
-CALL (n, e) {
-  WITH n, e WHERE n.type IS NULL AND e.type <> ''
-  SET n.type = e.type
-}
+WHERE (n.label = '' AND e.label <> '') OR (n.type IS NULL AND e.type <> '')
+SET n.label = CASE WHEN n.label = '' THEN e.label ELSE n.label END,
+    n.type = coalesce(n.type, CASE WHEN e.type = '' THEN null ELSE e.type END)
 """
 
 # One row per edge: the batch's documents that support it and their confidences replace what
-# those documents said before; other sources are kept.
+# those documents said before; other sources are kept. A new edge (most of a KB) is written in
+# one go; an existing one is locked before its sources are read.
 _SUPPORT = """
 UNWIND $edges AS t
 MATCH (s:Entity {key: t.subject})
 MATCH (o:Entity {key: t.object})
 MERGE (s)-[r:%(type)s {type: t.predicate}]->(o)
-ON CREATE SET r.sources = t.documents, r.confidences = t.confidences
+ON CREATE SET r.sources = t.documents, r.confidences = t.confidences,
+              r.confidence = t.confidence
 ON MATCH SET r.locked_ = true
+WITH r, t
+WHERE r.locked_
 REMOVE r.locked_
 WITH r, t, coalesce(r.sources, [$unknown]) AS sources,
-     coalesce(r.confidences, [coalesce(r.confidence, 0.0)]) AS confidences
+     coalesce(r.confidences, [toInteger(round(coalesce(r.confidence, 1.0) * 1000))])
+     AS confidences
 WITH r, t, [i IN range(0, size(sources) - 1) WHERE NOT sources[i] IN t.documents
             | [sources[i], confidences[i]]] + [i IN range(0, size(t.documents) - 1)
             | [t.documents[i], t.confidences[i]]] AS pairs
 SET r.sources = [p IN pairs | p[0]],
     r.confidences = [p IN pairs | p[1]],
-    r.confidence = reduce(m = 0.0, p IN pairs | CASE WHEN p[1] > m THEN p[1] ELSE m END)
+    r.confidence = reduce(m = 0, p IN pairs | CASE WHEN p[1] > m THEN p[1] ELSE m END) / 1000.0
 """
 
 _WRITE_DOCUMENTS = """
 UNWIND $documents AS d
 MERGE (doc:Document {id: d.id})
-SET doc.source = d.source, doc.content_hash = d.hash, doc.extractor_version = d.extractor,
-    doc.edge_subjects = d.subjects, doc.edge_types = d.types, doc.edge_objects = d.objects,
-    doc.edge_open = d.open
+SET doc.ref = d.ref, doc.source = d.source, doc.content_hash = d.hash,
+    doc.extractor_version = d.extractor,
+    doc.subjects = d.subjects
 WITH doc, d
 CALL (doc, d) {
   UNWIND d.mentions AS key
@@ -387,18 +408,10 @@ DELETE e
 
 @dataclass
 class _Previous:
-    """What a stored document wrote last time."""
+    """What a stored document wrote last time (its edges are read only when needed)."""
 
     content_hash: str
-    edges: list[tuple[str, str, str, bool]]
-
-
-def _previous(row: dict[str, Any]) -> _Previous:
-    subjects = row["subjects"] or []
-    types = row["types"] or []
-    objects = row["objects"] or []
-    opens = row["open"] or [False] * len(subjects)
-    return _Previous(row["hash"] or "", list(zip(subjects, types, objects, opens, strict=True)))
+    edges: list[tuple[str, str, str, bool]] = field(default_factory=list)
 
 
 def last_per_document(batch: Iterable[DocumentRows]) -> list[DocumentRows]:
@@ -437,7 +450,7 @@ async def write_batch(tx: AsyncManagedTransaction, batch: Sequence[DocumentRows]
     graph version when ``changed``). Pure in its inputs, so a retried transaction redoes it."""
     documents = last_per_document(batch)
     records = await (await tx.run(_READ_DOCUMENTS, ids=[d.document_id for d in documents])).data()
-    stored = {r["id"]: _previous(r) for r in records}
+    stored = {r["id"]: _Previous(r["hash"] or "") for r in records}
 
     writes: list[DocumentRows] = []
     detach: list[tuple[DocumentRows, _Previous]] = []
@@ -458,6 +471,13 @@ async def write_batch(tx: AsyncManagedTransaction, batch: Sequence[DocumentRows]
             detach.append((rows, previous))
     if not writes and not detach:
         return BatchOutcome(False, 0, 0, unchanged=frozenset(unchanged))
+    if detach:
+        params = [
+            {"id": rows.document_id, "ref": document_ref(rows.document_id)} for rows, _ in detach
+        ]
+        for row in await (await tx.run(_READ_DOCUMENT_EDGES, documents=params)).data():
+            edge = (row["subject"], row["predicate"], row["object"], row["open"])
+            stored[row["id"]].edges.append(edge)
 
     # Keys of typed entities, chosen against the graph as it is now.
     pending = [ref for rows in writes for ref in rows.entities if ref.needs_resolution]
@@ -466,10 +486,7 @@ async def write_batch(tx: AsyncManagedTransaction, batch: Sequence[DocumentRows]
         found = await (await tx.run(_READ_ENTITY_TYPES, keys=_candidate_keys(pending))).data()
         keys = resolve_keys(pending, {r["key"]: r["type"] for r in found})
 
-    def key_of(ref: EntityRef) -> str:
-        return keys.get(ref, ref.key)
-
-    rows_of = _WriteRows.of(writes, key_of)
+    rows_of = _WriteRows.of(writes, keys)
     removed: dict[str, int] = {}
     orphans: set[str] = set()
     if detach:
@@ -528,7 +545,7 @@ async def _detach(
                 "subject": s,
                 "predicate": p,
                 "object": o,
-                "documents": sorted(documents),
+                "documents": sorted(document_ref(d) for d in documents),
                 "keep": (s, p, o, is_open) in written,
             }
             for (s, p, o, flag), documents in sorted(by_edge.items())
@@ -537,9 +554,10 @@ async def _detach(
         if not edges:
             continue
         result = await tx.run(_UNSUPPORT % {"type": rel_type}, edges=edges)
+        ids = {document_ref(rows.document_id): rows.document_id for rows, _ in detach}
         for record in await result.data():
-            for document in record["documents"]:
-                removed[document] = removed.get(document, 0) + 1
+            for ref in record["documents"]:
+                removed[ids[ref]] = removed.get(ids[ref], 0) + 1
     return removed, orphans
 
 
@@ -556,9 +574,15 @@ class _WriteRows:
     by_document: dict[str, set[tuple[str, str, str, bool]]]
 
     @classmethod
-    def of(cls, writes: Sequence[DocumentRows], key_of: Any) -> _WriteRows:
+    def of(cls, writes: Sequence[DocumentRows], keys: dict[EntityRef, str]) -> _WriteRows:
+        """``keys``: the key chosen for each typed entity (the others keep theirs)."""
+
+        def key_of(ref: EntityRef) -> str:
+            return keys.get(ref, ref.key) if keys else ref.key
+
         entities: dict[str, dict[str, str]] = {}
-        support: dict[tuple[str, str, str, bool], dict[str, float]] = {}
+        # Edge -> (document ref, confidence in thousandths) of each document that states it.
+        support: dict[tuple[str, str, str, bool], list[tuple[int, int]]] = {}
         documents: list[dict[str, Any]] = []
         evidence: list[dict[str, Any]] = []
         by_document: dict[str, set[tuple[str, str, str, bool]]] = {}
@@ -574,11 +598,14 @@ class _WriteRows:
                     if ref.type and not known["type"]:
                         known["type"] = ref.type
             own: dict[tuple[str, str, str, bool], float] = {}
-            for (s, p, o, is_open), confidence in rows.triples.items():
-                edge = (key_of(s), p, key_of(o), is_open)
-                own[edge] = max(own.get(edge, 0.0), confidence)
-                for found in sorted(rows.evidence.get((s, p, o, is_open), ())):
-                    evidence.append(
+            for stated, confidence in rows.triples.items():
+                s, p, o, is_open = stated
+                edge = (key_of(s), p, key_of(o), is_open) if keys else (s.key, p, o.key, is_open)
+                if confidence > own.get(edge, -1.0):
+                    own[edge] = confidence
+                found_in = rows.evidence.get(stated)
+                if found_in:
+                    evidence.extend(
                         {
                             "sentence": sentence_key(rows.document_id, found.sentence),
                             "subject": edge[0],
@@ -590,21 +617,24 @@ class _WriteRows:
                             "confidence": found.confidence,
                             "extractor": rows.extractor_version,
                         }
+                        for found in sorted(found_in)
                     )
+            number = document_ref(rows.document_id)
             for edge, confidence in own.items():
-                support.setdefault(edge, {})[rows.document_id] = confidence
+                supporters = support.get(edge)
+                if supporters is None:
+                    support[edge] = [(number, thousandths(confidence))]
+                else:
+                    supporters.append((number, thousandths(confidence)))
             by_document[rows.document_id] = set(own)
-            ordered = sorted(own)
             documents.append(
                 {
                     "id": rows.document_id,
+                    "ref": number,
                     "source": rows.source,
                     "hash": rows.content_hash,
                     "extractor": rows.extractor_version,
-                    "subjects": [e[0] for e in ordered],
-                    "types": [e[1] for e in ordered],
-                    "objects": [e[2] for e in ordered],
-                    "open": [e[3] for e in ordered],
+                    "subjects": sorted({edge[0] for edge in own}),
                     "mentions": sorted({key_of(ref) for ref in rows.mentions}),
                     "sentences": [
                         {**s, "key": sentence_key(rows.document_id, i)}
@@ -615,15 +645,23 @@ class _WriteRows:
         # Sorted rows: writers lock nodes and edges in one order (no deadlock between
         # replicas), and the edges of one subject are written together.
         edge_rows: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
-        for (subject, predicate, obj, is_open), confidences in sorted(support.items()):
-            ids = sorted(confidences)
+        for (subject, predicate, obj, is_open), supporters in sorted(support.items()):
+            if len(supporters) == 1:  # most of a KB: no sorting, no max
+                ((number, confidence),) = supporters
+                numbers, confidences, best = [number], [confidence], confidence
+            else:
+                supporters.sort()
+                numbers = [n for n, _ in supporters]
+                confidences = [c for _, c in supporters]
+                best = max(confidences)
             edge_rows[is_open].append(
                 {
                     "subject": subject,
                     "predicate": predicate,
                     "object": obj,
-                    "documents": ids,
-                    "confidences": [confidences[i] for i in ids],
+                    "documents": numbers,
+                    "confidences": confidences,
+                    "confidence": best / 1000.0,
                 }
             )
         return cls(
