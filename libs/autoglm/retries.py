@@ -8,9 +8,9 @@ With a :class:`RetryPolicy` the waits grow exponentially from ``initial_s`` up t
 each plus a random jitter of up to ``jitter_s`` (replicas drift apart), and after ``attempts``
 tries the error is raised to the caller, which reports the work as failed instead of looping.
 
-The service runtime's transient retry (``autoglm.bus``: a store or the broker unavailable) is
-meant to use the same policy with sub-second numbers and no attempt limit (a transient error
-is retried until the dependency is back, the offsets stay uncommitted); see
+The service runtime's transient retry (``autoglm.bus.delivery``: a store or the broker
+unavailable) uses the same policy with sub-second numbers and no attempt limit (a transient
+error is retried until the dependency is back, the offsets stay uncommitted); see
 :meth:`RetryPolicy.delays` for the waits one policy gives.
 """
 
@@ -86,8 +86,12 @@ class RetryPolicy:
 
     def delays(self, count: int) -> Iterator[float]:
         """The waits before retries 1..count (random within the jitter)."""
-        wait = self.wait()
-        for attempt in range(1, count + 1):
-            state = RetryCallState(AsyncRetrying(), None, (), {})
-            state.attempt_number = attempt
-            yield float(wait(state))
+        for retry in range(1, count + 1):
+            yield self.delay(retry)
+
+    def delay(self, retry: int) -> float:
+        """The wait before retry number ``retry`` (1: the first), random within the jitter; for
+        loops that count their failures themselves (the service runtime's routes)."""
+        state = RetryCallState(AsyncRetrying(), None, (), {})
+        state.attempt_number = max(1, retry)
+        return float(self.wait()(state))

@@ -144,6 +144,30 @@ class Settings(BaseSettings):
         5.0, description="Dynamic batching: longest wait for a batch to fill."
     )
 
+    # --- Retries of the service runtime (libs/autoglm/bus/delivery.py) ----------------------
+    transient_retry_initial_s: float = Field(
+        0.5,
+        ge=0.0,
+        description="First wait before a batch that failed transiently (a store or the broker "
+        "unavailable) is fetched again; the waits double with each consecutive failure of the "
+        "route and reset on its first success.",
+    )
+    transient_retry_max_s: float = Field(
+        30.0, ge=0.0, description="Cap of the waits between transient retries of a route."
+    )
+    transient_retry_jitter_s: float = Field(
+        0.5,
+        ge=0.0,
+        description="Random extra wait of up to this much before each retry, so replicas that "
+        "failed together do not retry together.",
+    )
+    processing_attempts: int = Field(
+        3,
+        ge=1,
+        description="Tries of a message whose processing raised an unexpected exception (alone, "
+        "with the same waits) before it is dead-lettered with error type 'processing'.",
+    )
+
     # --- Models ------------------------------------------------------------------------------
     model_registry_dir: Path = Field(
         PROJECT_ROOT / "models", description="Root of the versioned model registry."

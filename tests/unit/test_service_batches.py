@@ -22,6 +22,7 @@ from autoglm.bus.service import (
 )
 from autoglm.contracts import DeadLetter, Question, decode, encode
 from autoglm.errors import BadInputError, TransientError
+from autoglm.retries import RetryPolicy
 from autoglm.settings import Settings
 
 
@@ -42,7 +43,7 @@ def _runtime(behaviour: dict[str, str]):
     settings = Settings()
     store = Recorder()
     runtime = ServiceRuntime("echo", settings, idempotency=store)
-    runtime.retry_backoff_s = 0.0
+    runtime.retry_policy = RetryPolicy(initial_s=0.0, max_s=0.0, jitter_s=0.0)
     calls: list[list[str]] = []
     captured: dict[str, list] = {"out": [], "dead": []}
 
@@ -220,7 +221,7 @@ async def test_a_retriable_send_failure_marks_the_delivered_messages_done():
 async def test_a_one_message_handler_is_tried_max_attempts_times_then_dead_lettered():
     settings = Settings()
     runtime = ServiceRuntime("single", settings, idempotency=MemoryIdempotencyStore())
-    runtime.retry_backoff_s = 0.0
+    runtime.retry_policy = RetryPolicy(initial_s=0.0, max_s=0.0, jitter_s=0.0)
     attempts: list[str] = []
     dead: list[DeadLetter] = []
 

@@ -11,16 +11,17 @@ batch, mark the request ids done, and only then let FastStream commit the offset
 What happens when something fails is decided by the error category (``autoglm.errors``), per
 message: bad input goes to the dead-letter topic with the original bytes and the reason while the
 rest of its batch goes on; transient errors are retried without committing (the whole batch is
-fetched again, and what was already finished is skipped by its request id); an unexpected
-exception is retried a few times and then dead-lettered, so one poisonous message can block
-neither its partition nor the good messages it was batched with.
+fetched again after a backoff, and what was already finished is skipped by its request id); an
+unexpected exception is retried a few times and then dead-lettered, so one poisonous message can
+block neither its partition nor the good messages it was batched with.
 
-Each message gets its own span, named ``<service>.<topic>``, a child of the context its own
-``traceparent`` header carries (a message of a batch is also linked to the batch's span), and
-what the message causes to be published carries that span in its ``traceparent``: a trace
-follows every request through every hop, batched or not. The runtime does this itself rather
-than through FastStream's telemetry middleware, which gives a batch one span with no parent and
-costs two more spans per published message.
+This module only composes the steps; each lives in a module of its own:
+
+- ``bus.handlers``: what cores take and return (``Outgoing``, ``HandlerContext``, ``Incoming``);
+- ``bus.envelope``: a consumed record, its size limit and decoding;
+- ``bus.delivery``: idempotency keys and dedupe, settling sends, the backoff of retries;
+- ``bus.dead_letters``: what a dead letter holds; ``bus.limits``: every output fits the limit;
+- ``bus.spans``: a span per message and the trace context of what it causes to be published.
 """
 
 from __future__ import annotations
@@ -28,85 +29,71 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 from aiokafka import ConsumerRecord
-from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.message import StreamMessage
-from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
-from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Link, Span
 
 from autoglm.bus import topics
+from autoglm.bus.dead_letters import dead_letter_message as _dead_letter_message
+from autoglm.bus.dead_letters import dead_letter_outgoing as _dead_letter_outgoing
+from autoglm.bus.delivery import Backoff, Dedupe, Delivery, failed, retriable
+from autoglm.bus.envelope import Envelope, decode_envelope, raw_bodies, raw_body, record_headers
+from autoglm.bus.envelope import records as _records
+from autoglm.bus.handlers import (
+    BatchCoreFunction,
+    CoreFunction,
+    HandlerContext,
+    Incoming,
+    ItemResult,
+    M,
+    Outgoing,
+    per_message,
+)
 from autoglm.bus.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from autoglm.bus.limits import Encoded, OutputTooLargeError, encode_within
-from autoglm.contracts import JSON, DeadLetter, decode, require_fields
-from autoglm.contracts.codec import content_type_of
+from autoglm.bus.spans import MessageSpans, inject
+from autoglm.contracts import DeadLetter
 from autoglm.errors import AutoGLMError, BadInputError, TransientError
 from autoglm.logs import request_id_var
+from autoglm.retries import RetryPolicy
 from autoglm.settings import Settings
 from autoglm.tracing import setup_tracing
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "BatchCoreFunction",
+    "CoreFunction",
+    "HandlerContext",
+    "Incoming",
+    "ItemResult",
+    "Outgoing",
+    "ServiceRuntime",
+    "transient_retry_policy",
+]
 
-M = TypeVar("M", bound=Message)
+log = logging.getLogger(__name__)
 
 # A transient error is re-raised: nothing is committed, the batch is fetched again after the
 # backoff, and what was finished before is skipped by its request id.
 TRANSIENT_RETRY = "transient failure, will retry the batch"
 
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A message a core function wants published: logical topic, message, partition key."""
-
-    topic: str
-    message: Message
-    key: str
+_failed = failed  # the name tests use for a send that fails at once
 
 
-@dataclass
-class HandlerContext:
-    """What a core function may want to know about the message it handles."""
-
-    service: str
-    topic: str
-    headers: dict[str, str]
-    content_type: str
-    received_at: float = field(default_factory=time.perf_counter)
-    request_id: str = ""
-    trace_id: str = ""
-    """Hex W3C trace id of this message's span."""
-    record: ConsumerRecord[Any, Any] | None = None
-    """The Kafka record as received (what a dead letter about this message carries)."""
-
-    def elapsed_ms(self) -> float:
-        return (time.perf_counter() - self.received_at) * 1000.0
-
-
-@dataclass(frozen=True)
-class Incoming(Generic[M]):
-    """One decoded message of a batch and its context."""
-
-    message: M
-    context: HandlerContext
-
-
-CoreFunction = Callable[[M, HandlerContext], Awaitable[Iterable[Outgoing]]]
-
-ItemResult = Sequence[Outgoing] | BadInputError
-"""What a batch core returns for each message: its outputs, or why it is bad input."""
-
-BatchCoreFunction = Callable[[Sequence[Incoming[M]]], Awaitable[Sequence[ItemResult]]]
+def transient_retry_policy(settings: Settings) -> RetryPolicy:
+    """The waits between retries of a route's transient failures (no limit: the offsets stay
+    uncommitted until the dependency is back)."""
+    return RetryPolicy(
+        initial_s=settings.transient_retry_initial_s,
+        max_s=max(settings.transient_retry_initial_s, settings.transient_retry_max_s),
+        jitter_s=settings.transient_retry_jitter_s,
+    )
 
 
 @dataclass
@@ -117,58 +104,11 @@ class _Route(Generic[M]):
     core: BatchCoreFunction[M]
     batched: bool
     broadcast: bool = False  # every replica gets every message (its own consumer group)
-
-
-@dataclass
-class _Envelope:
-    """One consumed record on its way through the runtime."""
-
-    record: ConsumerRecord[Any, Any]
-    body: bytes
-    headers: dict[str, str]
-    span: Span
-    content_type: str = JSON
-    request_id: str = ""
-    decoded: Message | None = None
-
-    def position(self) -> str:
-        return f"{self.record.topic}[{self.record.partition}]@{self.record.offset}"
-
-
-async def _raw_body(message: StreamMessage[Any]) -> bytes:
-    # Decoding belongs to the runtime (with dead-lettering), not to FastStream's JSON decoder.
-    return bytes(message.body)
-
-
-async def _raw_bodies(message: StreamMessage[Any]) -> list[bytes]:
-    return [bytes(body) for body in message.body]
-
-
-def _records(message: KafkaMessage) -> list[ConsumerRecord[Any, Any]]:
-    raw = message.raw_message
-    return list(raw) if isinstance(raw, tuple | list) else [raw]
-
-
-def _per_message(core: CoreFunction[M]) -> BatchCoreFunction[M]:
-    """A one-message core as a batch core (its batches hold a single message)."""
-
-    async def batch_core(items: Sequence[Incoming[M]]) -> list[ItemResult]:
-        results: list[ItemResult] = []
-        for item in items:
-            try:
-                results.append(list(await core(item.message, item.context)))
-            except BadInputError as exc:
-                results.append(exc)
-        return results
-
-    return batch_core
+    backoff: Backoff = field(default_factory=Backoff)
 
 
 class ServiceRuntime:
     """Broker, tracing, idempotency and dead-lettering for one service."""
-
-    max_attempts = 3
-    retry_backoff_s = 0.5
 
     def __init__(
         self,
@@ -184,7 +124,13 @@ class ServiceRuntime:
         self.instance_id = uuid.uuid4().hex[:12]
         self.tracer_provider = tracer_provider or setup_tracing(name, settings)
         self.tracer = self.tracer_provider.get_tracer(f"autoglm.{name}")
+        self.spans = MessageSpans(self.tracer, name, log)
         self.idempotency: IdempotencyStore = idempotency or MemoryIdempotencyStore()
+        self.dedupe = Dedupe(self.idempotency, name, self.instance_id)
+        self.retry_policy = transient_retry_policy(settings)
+        """Waits between transient retries of a route, and between the tries of a message
+        that raised an unexpected exception."""
+        self.max_attempts = settings.processing_attempts
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
             client_id=f"autoglm-{name}",
@@ -261,7 +207,7 @@ class ServiceRuntime:
 
         def register(core: CoreFunction[M]) -> CoreFunction[M]:
             route = _Route(
-                topic, message_type, tuple(required), _per_message(core), False, broadcast
+                topic, message_type, tuple(required), per_message(core), False, broadcast
             )
 
             async def handle(body: bytes, message: KafkaMessage) -> None:
@@ -270,7 +216,7 @@ class ServiceRuntime:
             handle.__name__ = f"{self.name}_{topic.replace('-', '_')}"
             self.broker.subscriber(
                 self.settings.topic(topic),
-                decoder=_raw_body,
+                decoder=raw_body,
                 **self._subscriber_options(broadcast),
             )(handle)
             return core
@@ -308,7 +254,7 @@ class ServiceRuntime:
                 batch=True,
                 max_records=max_records,
                 batch_timeout_ms=wait_ms,
-                decoder=_raw_bodies,
+                decoder=raw_bodies,
                 **self._subscriber_options(),
             )(handle)
             return core
@@ -320,13 +266,24 @@ class ServiceRuntime:
     ) -> None:
         # Log records carry a request id only while that message is being handled.
         token = request_id_var.set("")
-        batch = (
-            self.tracer.start_span(f"{self.name}.{route.topic} batch") if route.batched else None
-        )
-        links = [Link(batch.get_span_context())] if batch is not None else None
-        envelopes = [self._envelope(route, record, links) for record in records]
+        batch = self.spans.batch(route.topic) if route.batched else None
+        envelopes = [
+            Envelope(
+                record,
+                bytes(record.value or b""),
+                headers,
+                self.spans.message(route.topic, headers, batch),
+            )
+            for record in records
+            for headers in (record_headers(record),)
+        ]
         try:
             await self._handle_envelopes(route, envelopes)
+        except TransientError as exc:
+            await self._back_off(route, exc)
+            raise
+        else:
+            route.backoff.reset()
         finally:
             for envelope in envelopes:
                 envelope.span.end()
@@ -335,60 +292,38 @@ class ServiceRuntime:
                 batch.end()
             request_id_var.reset(token)
 
-    def _envelope(
-        self, route: _Route[Any], record: ConsumerRecord[Any, Any], links: list[Link] | None
-    ) -> _Envelope:
-        headers = {
-            key: value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-            for key, value in record.headers or ()
-        }
-        span = self.tracer.start_span(
-            f"{self.name}.{route.topic}",
-            context=propagate.extract(headers),
-            kind=trace.SpanKind.CONSUMER,
-            links=links,
+    async def _back_off(self, route: _Route[Any], error: TransientError) -> None:
+        """Wait before the batch is fetched again: the longer, the more often it failed."""
+        wait = route.backoff.next_wait(self.retry_policy)
+        log.warning(
+            f"{TRANSIENT_RETRY} in {wait:.1f}s: {error.reason}",
+            extra={
+                "topic": route.topic,
+                "error_type": error.error_type,
+                "consecutive_failures": route.backoff.failures,
+                "wait_s": round(wait, 3),
+            },
         )
-        return _Envelope(record, bytes(record.value or b""), headers, span)
+        await asyncio.sleep(wait)
 
-    def _decode(self, route: _Route[Any], envelope: _Envelope) -> None:
-        envelope.content_type = content_type_of(envelope.headers, envelope.body)
-        if len(envelope.body) > self.settings.max_message_bytes:
-            raise BadInputError(
-                f"message of {len(envelope.body)} bytes exceeds the limit of "
-                f"{self.settings.max_message_bytes}",
-                error_type="too_large",
-            )
-        decoded = decode(route.message_type, envelope.body, envelope.headers)
-        envelope.request_id = getattr(decoded, "request_id", "")
-        require_fields(decoded, *route.required)
-        envelope.decoded = decoded
+    async def _handle_envelopes(self, route: _Route[Any], envelopes: list[Envelope]) -> None:
+        deliveries: list[Delivery] = []
 
-    def _key(self, route: _Route[Any], envelope: _Envelope) -> str:
-        owner = f"{self.name}@{self.instance_id}" if route.broadcast else self.name
-        return f"{owner}:{route.topic}:{envelope.request_id}"
-
-    async def _handle_envelopes(self, route: _Route[Any], envelopes: list[_Envelope]) -> None:
-        deliveries: list[_Delivery] = []
-
-        fresh: list[_Envelope] = []
+        decoded: list[Envelope] = []
         for envelope in envelopes:
             try:
-                self._decode(route, envelope)
+                decode_envelope(
+                    envelope, route.message_type, route.required, self.settings.max_message_bytes
+                )
             except BadInputError as exc:
                 deliveries.append(await self._dead_letter_delivery(route, envelope, exc))
                 continue
-            fresh.append(envelope)
+            decoded.append(envelope)
 
-        keys = [self._key(route, e) for e in fresh]
-        seen = await self.idempotency.seen_many(keys)
-        work: list[_Envelope] = []
-        in_batch: set[str] = set()
-        for envelope, key, already in zip(fresh, keys, seen, strict=True):
-            if already or key in in_batch:
-                self._log(envelope, logging.INFO, "replayed request skipped")
-                continue
-            in_batch.add(key)
-            work.append(envelope)
+        selection = await self.dedupe.select(route.topic, decoded, broadcast=route.broadcast)
+        for envelope in selection.skipped:
+            self.spans.log_about(envelope, logging.INFO, "replayed request skipped")
+        work = selection.work
 
         try:
             results = await self._run_core(route, work) if work else []
@@ -405,7 +340,7 @@ class ServiceRuntime:
         # At-least-once: every output acknowledged, then marked done, then (on return) committed.
         await self._settle(route, deliveries)
 
-    async def _settle(self, route: _Route[Any], deliveries: list[_Delivery]) -> None:
+    async def _settle(self, route: _Route[Any], deliveries: list[Delivery]) -> None:
         """Wait for every message's outputs; mark done what was delivered.
 
         A message whose outputs the broker refused for good (too large, invalid) is
@@ -418,14 +353,14 @@ class ServiceRuntime:
         for delivery, failure in zip(deliveries, failures, strict=True):
             if failure is None:
                 continue
-            if _retriable(failure):
+            if retriable(failure):
                 retry = retry or failure
                 delivery.done_key = ""
                 continue
             if delivery.is_dead_letter:
                 # Fitted to the limit, so this should not happen; retrying would block the
                 # partition forever, so say so loudly and go on.
-                self._log(
+                self.spans.log_about(
                     delivery.envelope,
                     logging.ERROR,
                     f"the broker refused the dead letter ({failure!r}); the message is dropped",
@@ -439,17 +374,20 @@ class ServiceRuntime:
             if await replacement.settle() is not None:
                 retry = retry or failure
                 delivery.done_key = ""
-        await self.idempotency.mark_many([d.done_key for d in deliveries if d.done_key])
+        await self.dedupe.mark(deliveries)
         if retry is not None:
-            raise TransientError(f"publishing failed, the batch will be retried: {retry}")
+            raise TransientError(
+                f"publishing failed, the batch will be retried: {retry}", error_type="publish"
+            )
 
-    async def _run_core(self, route: _Route[Any], work: list[_Envelope]) -> list[ItemResult]:
+    # --- calling the core ---------------------------------------------------------------------
+
+    async def _run_core(self, route: _Route[Any], work: list[Envelope]) -> list[ItemResult]:
         """The core on the whole batch; after an unexpected failure, on each message alone."""
         if len(work) > 1:
             try:
                 return await self._call_core(route, work)
             except TransientError:
-                log.warning(TRANSIENT_RETRY, exc_info=True)
                 raise
             except AutoGLMError:
                 # Fatal, or bad input the core did not pin on one message: find out which.
@@ -458,8 +396,9 @@ class ServiceRuntime:
                 log.warning("batch failed; running its messages one by one", exc_info=True)
         return [await self._run_alone(route, envelope) for envelope in work]
 
-    async def _run_alone(self, route: _Route[Any], envelope: _Envelope) -> ItemResult:
-        """One message, retried in place, dead-lettered after ``max_attempts`` failures."""
+    async def _run_alone(self, route: _Route[Any], envelope: Envelope) -> ItemResult:
+        """One message, retried in place with the route's backoff policy, dead-lettered after
+        ``max_attempts`` failures."""
         for attempt in range(1, self.max_attempts + 1):
             try:
                 (result,) = await self._call_core(route, [envelope])
@@ -467,25 +406,36 @@ class ServiceRuntime:
             except BadInputError as exc:
                 return exc
             except TransientError:
-                self._log(envelope, logging.WARNING, TRANSIENT_RETRY, exc=True)
                 raise
             except AutoGLMError:
                 # Fatal: leave the offsets uncommitted and stop; the batch is retried on restart.
-                self._log(envelope, logging.CRITICAL, "fatal error, stopping the service", True)
+                self.spans.log_about(
+                    envelope, logging.CRITICAL, "fatal error, stopping the service", exc=True
+                )
                 self.app.exit()
                 raise
             except Exception as exc:
                 if attempt == self.max_attempts:
-                    self._log(envelope, logging.ERROR, "processing failed repeatedly", exc=True)
+                    self.spans.log_about(
+                        envelope, logging.ERROR, "processing failed repeatedly", exc=True
+                    )
                     return BadInputError(
                         f"processing failed {attempt} times: {type(exc).__name__}: {exc}",
                         error_type="processing",
                     )
-                self._log(envelope, logging.WARNING, "processing failed, will retry", exc=True)
-                await asyncio.sleep(self.retry_backoff_s * attempt)
+                wait = self.retry_policy.delay(attempt)
+                self.spans.log_about(
+                    envelope,
+                    logging.WARNING,
+                    f"processing failed, will retry in {wait:.1f}s",
+                    exc=True,
+                    attempt=attempt,
+                    wait_s=round(wait, 3),
+                )
+                await asyncio.sleep(wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _call_core(self, route: _Route[Any], work: list[_Envelope]) -> list[ItemResult]:
+    async def _call_core(self, route: _Route[Any], work: list[Envelope]) -> list[ItemResult]:
         items: list[Incoming[Any]] = []
         for envelope in work:
             assert envelope.decoded is not None  # only decoded messages get this far
@@ -493,42 +443,32 @@ class ServiceRuntime:
         try:
             if len(work) == 1:
                 request_id_var.set(work[0].request_id)
-                with trace.use_span(work[0].span, end_on_exit=False):
+                with self.spans.use(work[0].span):
                     results = list(await route.core(items))
             else:
                 results = list(await route.core(items))
-        except TransientError:
-            await asyncio.sleep(self.retry_backoff_s)
-            raise
         finally:
             request_id_var.set("")
         if len(results) != len(items):
             raise RuntimeError(f"core returned {len(results)} results for {len(items)} messages")
         return results
 
-    def _context(self, envelope: _Envelope, topic: str = "") -> HandlerContext:
-        span_context = envelope.span.get_span_context()
+    def _context(self, envelope: Envelope, topic: str = "") -> HandlerContext:
         return HandlerContext(
             self.name,
             topic,
             envelope.headers,
             envelope.content_type,
             request_id=envelope.request_id,
-            trace_id=format(span_context.trace_id, "032x") if span_context.is_valid else "",
+            trace_id=self.spans.trace_id(envelope.span),
             record=envelope.record,
         )
 
-    def _log(self, envelope: _Envelope, level: int, text: str, exc: bool = False) -> None:
-        token = request_id_var.set(envelope.request_id)
-        try:
-            with trace.use_span(envelope.span, end_on_exit=False):
-                log.log(level, text, exc_info=exc, extra={"position": envelope.position()})
-        finally:
-            request_id_var.reset(token)
+    # --- producing ----------------------------------------------------------------------------
 
     async def _output_delivery(
-        self, route: _Route[Any], envelope: _Envelope, outputs: Sequence[Outgoing]
-    ) -> _Delivery:
+        self, route: _Route[Any], envelope: Envelope, outputs: Sequence[Outgoing]
+    ) -> Delivery:
         """Send a message's outputs, or its dead letter if one of them cannot fit the limit.
 
         Every output is encoded and measured before any is sent: a message is published whole
@@ -537,11 +477,10 @@ class ServiceRuntime:
             encoded = [self._encode(o, envelope.content_type) for o in outputs]
         except OutputTooLargeError as exc:
             return await self._dead_letter_delivery(route, envelope, exc)
-        with trace.use_span(envelope.span, end_on_exit=False):
+        with self.spans.use(envelope.span):
             sends = [await self._send(o, body, headers) for o, (body, headers) in encoded]
-        return _Delivery(envelope, sends, self._key(route, envelope))
-
-    # --- producing ----------------------------------------------------------------------------
+        key = self.dedupe.key(route.topic, envelope, broadcast=route.broadcast)
+        return Delivery(envelope, sends, key)
 
     def _encode(self, outgoing: Outgoing, content_type: str) -> tuple[Outgoing, Encoded]:
         return outgoing, encode_within(
@@ -565,83 +504,40 @@ class ServiceRuntime:
     async def _send(
         self, outgoing: Outgoing, body: bytes, headers: dict[str, str]
     ) -> Awaitable[Any]:
-        headers = dict(headers)
-        propagate.inject(headers)  # the current span (the message's own) becomes the parent
         try:
             sent = await self.broker.publish(
                 body,
                 topic=self.settings.topic(outgoing.topic),
                 key=outgoing.key.encode("utf-8"),
-                headers=headers,
+                # The current span (the message's own) becomes the parent.
+                headers=inject(headers),
                 no_confirm=True,
             )
         except Exception as exc:  # refused at send time (e.g. too large): settled by the caller
-            return _failed(exc)
+            return failed(exc)
         # FastStream's in-memory test broker delivers at once and returns no future.
         return sent if inspect.isawaitable(sent) else asyncio.sleep(0)
 
+    # --- dead letters -------------------------------------------------------------------------
+
     def dead_letter_message(self, context: HandlerContext, error: AutoGLMError) -> DeadLetter:
         """The dead letter for the message ``context`` describes: its bytes, and why."""
-        record = context.record
-        failed_at = Timestamp()
-        failed_at.GetCurrentTime()
-        letter = DeadLetter(
-            request_id=context.request_id,
-            schema_version=1,
-            service=self.name,
-            source_topic=getattr(record, "topic", "") or "",
-            source_partition=getattr(record, "partition", -1),
-            source_offset=getattr(record, "offset", -1),
-            original_key=getattr(record, "key", None) or b"",
-            original_value=bytes(getattr(record, "value", None) or b""),
-            original_length=len(getattr(record, "value", None) or b""),
-            reason=error.reason,
-            error_type=error.error_type,
-            trace_id=context.trace_id,
-            failed_at=failed_at,
-        )
-        letter.original_headers.update(context.headers)
-        return letter
+        return _dead_letter_message(self.name, context, error)
 
     def dead_letter_outgoing(self, context: HandlerContext, error: AutoGLMError) -> Outgoing:
-        letter = self.dead_letter_message(context, error)
-        key = letter.request_id or letter.original_key.decode("utf-8", "replace")
-        return Outgoing(topics.DEAD_LETTERS, letter, key=key)
+        return _dead_letter_outgoing(self.name, context, error)
 
     async def _dead_letter_delivery(
-        self, route: _Route[Any], envelope: _Envelope, error: AutoGLMError
-    ) -> _Delivery:
+        self, route: _Route[Any], envelope: Envelope, error: AutoGLMError
+    ) -> Delivery:
         envelope.span.set_attribute("autoglm.dead_letter.reason", error.reason)
-        self._log(envelope, logging.WARNING, f"dead-lettered: {error.reason}")
+        self.spans.log_about(envelope, logging.WARNING, f"dead-lettered: {error.reason}")
         outgoing = self.dead_letter_outgoing(self._context(envelope), error)
-        with trace.use_span(envelope.span, end_on_exit=False):
+        with self.spans.use(envelope.span):
             send = await self.publish_nowait(outgoing, content_type=envelope.content_type)
-        key = self._key(route, envelope) if envelope.request_id else ""
-        return _Delivery(envelope, [send], key, is_dead_letter=True)
-
-
-@dataclass
-class _Delivery:
-    """What one consumed message caused to be sent, and the idempotency key it completes."""
-
-    envelope: _Envelope
-    sends: list[Awaitable[Any]]
-    done_key: str
-    is_dead_letter: bool = False
-
-    async def settle(self) -> BaseException | None:
-        """Wait for every send; the first failure, or None when all were acknowledged."""
-        outcomes = await asyncio.gather(*self.sends, return_exceptions=True)
-        self.sends = []
-        return next((o for o in outcomes if isinstance(o, BaseException)), None)
-
-
-async def _failed(exc: BaseException) -> None:
-    raise exc
-
-
-def _retriable(exc: BaseException) -> bool:
-    """Kafka errors say whether retrying may help; anything else is assumed to."""
-    if isinstance(exc, KafkaError):
-        return bool(getattr(exc, "retriable", False))
-    return not isinstance(exc, BadInputError)
+        key = (
+            self.dedupe.key(route.topic, envelope, broadcast=route.broadcast)
+            if envelope.request_id
+            else ""
+        )
+        return Delivery(envelope, [send], key, is_dead_letter=True)
