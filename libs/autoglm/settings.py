@@ -30,6 +30,25 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(
         9093, description="Port of the KRaft controller listener (local stack only)."
     )
+    kafka_brokers: int = Field(
+        1,
+        ge=1,
+        le=9,
+        description="Kafka brokers: the local stack runs this many KRaft nodes (each a broker "
+        "and a controller voter) and clients bootstrap from all of them. Node n (0-based) "
+        "listens on kafka_port + 2n, its controller on kafka_controller_port + 2n.",
+    )
+    topic_replication: int = Field(
+        0,
+        ge=0,
+        description="Replicas of each topic the services create; 0 means min(3, kafka_brokers).",
+    )
+    topic_min_insync_replicas: int = Field(
+        0,
+        ge=0,
+        description="min.insync.replicas of each topic: an acks=all write needs this many "
+        "replicas in sync; 0 means 2 when topics have 3 replicas or more, else 1.",
+    )
     topic_prefix: str = Field(
         "autoglm.",
         description="Prefix of every topic name; tests use a unique one to isolate runs.",
@@ -306,8 +325,23 @@ class Settings(BaseSettings):
     )
 
     @property
+    def kafka_broker_ports(self) -> list[int]:
+        """The client port of each broker (see ``kafka_brokers``)."""
+        return [self.kafka_port + 2 * n for n in range(self.kafka_brokers)]
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.kafka_host}:{self.kafka_port}"
+        return ",".join(f"{self.kafka_host}:{port}" for port in self.kafka_broker_ports)
+
+    @property
+    def topic_replication_factor(self) -> int:
+        return self.topic_replication or min(3, self.kafka_brokers)
+
+    @property
+    def topic_min_isr(self) -> int:
+        if self.topic_min_insync_replicas:
+            return self.topic_min_insync_replicas
+        return 2 if self.topic_replication_factor >= 3 else 1
 
     @property
     def neo4j_uri(self) -> str:

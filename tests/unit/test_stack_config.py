@@ -26,6 +26,8 @@ from autoglm.stack.config import (
     ServerSpec,
     StackPaths,
     class_archive,
+    kafka_cluster_id,
+    kafka_nodes,
     kafka_properties,
     kafka_spec,
     neo4j_spec,
@@ -34,6 +36,8 @@ from autoglm.stack.config import (
     redis_config,
     redis_spec,
     render_properties,
+    server_endpoints,
+    server_names,
 )
 from autoglm.stack.procs import (
     PidRecord,
@@ -104,6 +108,55 @@ def test_kafka_properties_single_node_kraft(settings: Settings, paths: StackPath
         "transaction.state.log.min.isr",
     ):
         assert props[key] == "1"
+
+
+def test_kafka_cluster_nodes_and_properties(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, kafka_brokers=3, kafka_port=29092, kafka_controller_port=29093)
+    nodes = kafka_nodes(settings)
+    assert [(n.name, n.node_id, n.port, n.controller_port) for n in nodes] == [
+        ("kafka-1", 1, 29092, 29093),
+        ("kafka-2", 2, 29094, 29095),
+        ("kafka-3", 3, 29096, 29097),
+    ]
+    assert server_names(settings) == ("kafka-1", "kafka-2", "kafka-3", "neo4j", "redis")
+    assert settings.kafka_bootstrap == "127.0.0.1:29092,127.0.0.1:29094,127.0.0.1:29096"
+    props = kafka_properties(settings, StackPaths(tmp_path), nodes[1])
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == (
+        "1@127.0.0.1:29093,2@127.0.0.1:29095,3@127.0.0.1:29097"
+    )
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:29094,CONTROLLER://127.0.0.1:29095"
+    assert props["log.dirs"] == str(tmp_path / "data" / "kafka-2")
+    for key in ("default.replication.factor", "offsets.topic.replication.factor"):
+        assert props[key] == "3"
+    assert props["min.insync.replicas"] == props["transaction.state.log.min.isr"] == "2"
+    spec = kafka_spec(
+        settings, StackPaths(tmp_path), tmp_path, "java", use_class_archive=False, node=nodes[2]
+    )
+    assert "-Xmx256m" in spec.argv
+    assert spec.detail_log == tmp_path / "logs" / "kafka-3" / "kafka-server.log"
+
+
+def test_kafka_nodes_share_one_cluster_id(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, kafka_brokers=3)
+    paths = StackPaths(tmp_path)
+    fresh = kafka_cluster_id(settings, paths)
+    assert len(fresh) == 22
+    (tmp_path / "data" / "kafka-2").mkdir(parents=True)
+    (tmp_path / "data" / "kafka-2" / "meta.properties").write_text("cluster.id=abc\nnode.id=2\n")
+    assert kafka_cluster_id(settings, paths) == "abc"
+
+
+def test_replication_beyond_the_brokers_is_refused(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, topic_replication=3)
+    with pytest.raises(StackError, match="topic_replication 3"):
+        kafka_properties(settings, StackPaths(tmp_path))
+
+
+def test_cluster_ports_must_not_overlap(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, kafka_brokers=3, kafka_port=29092, kafka_controller_port=29094)
+    with pytest.raises(StackError, match=r"share 127\.0\.0\.1:29094"):
+        server_endpoints(settings)
 
 
 def test_render_properties_escapes_backslashes() -> None:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 
 from autoglm.settings import Settings
 
@@ -44,7 +49,11 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
-    """Create every topic that does not exist yet (idempotent, safe to race with replicas)."""
+    """Create every topic that does not exist yet (idempotent, safe to race with replicas).
+
+    Topics get ``settings.topic_replication_factor`` replicas and ``min.insync.replicas``
+    ``settings.topic_min_isr``: on three brokers an acks=all write survives losing one.
+    """
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
@@ -62,7 +71,8 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
             NewTopic(
                 name=settings.topic(name),
                 num_partitions=1 if name in SINGLE_PARTITION_TOPICS else settings.topic_partitions,
-                replication_factor=1,
+                replication_factor=settings.topic_replication_factor,
+                topic_configs={"min.insync.replicas": str(settings.topic_min_isr)},
             )
             for name in ALL_TOPICS
             if settings.topic(name) not in existing
@@ -70,7 +80,18 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
         if missing:
             # Another replica may win the race to create them.
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
+                response = await admin.create_topics(missing)
+                _raise_topic_errors(response.to_object())
             log.info("created topics", extra={"topics": [t.name for t in missing]})
     finally:
         await admin.close()
+
+
+def _raise_topic_errors(response: dict[str, Any]) -> None:
+    """aiokafka returns per-topic errors instead of raising: raise the first real one (too few
+    brokers for the replication factor, not authorized, ...); already existing is fine."""
+    for topic in response.get("topic_errors") or []:
+        code = topic.get("error_code", 0)
+        if code and for_code(code) is not TopicAlreadyExistsError:
+            message = topic.get("error_message") or ""
+            raise for_code(code)(f"creating topic {topic.get('topic')}: {message}".strip())

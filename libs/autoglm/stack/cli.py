@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from autoglm.settings import get_settings
+from autoglm.settings import Settings, get_settings
 from autoglm.stack.base import ServerStatus, StackError
-from autoglm.stack.manager import LocalStack
+from autoglm.stack.manager import LocalStack, stack_shape
 
 stack_app = typer.Typer(
     help="Run Kafka, Neo4j and Redis as local processes (for machines without Docker).",
@@ -35,8 +35,28 @@ def _table(statuses: list[ServerStatus]) -> Table:
     return table
 
 
-def _run(action: Callable[[LocalStack], list[ServerStatus]], busy: str | None = None) -> None:
-    stack = LocalStack(get_settings())
+_BROKERS_HELP = (
+    "Kafka brokers (KRaft nodes, each a broker and a controller voter); default: "
+    "AUTOGLM_KAFKA_BROKERS, or for status/down what the last `stack up` started."
+)
+
+
+def _settings(brokers: int | None, recorded: bool) -> Settings:
+    """The settings with the command's options applied; ``recorded``: options not given are
+    taken from what the last `stack up` of the folder recorded (for status and down)."""
+    settings = get_settings()
+    update: dict[str, object] = stack_shape(settings.stack_dir) if recorded else {}
+    if brokers is not None:
+        update["kafka_brokers"] = brokers
+    return settings.model_copy(update=update) if update else settings
+
+
+def _run(
+    action: Callable[[LocalStack], list[ServerStatus]],
+    busy: str | None = None,
+    settings: Settings | None = None,
+) -> None:
+    stack = LocalStack(settings or get_settings())
     console = Console()
     try:
         if busy is not None:
@@ -53,23 +73,28 @@ def _run(action: Callable[[LocalStack], list[ServerStatus]], busy: str | None = 
     console.print(_table(statuses))
 
 
+BrokersOption = typer.Option(None, "--brokers", min=1, max=9, help=_BROKERS_HELP)
+
+
 @stack_app.command()
-def up() -> None:
+def up(brokers: int | None = BrokersOption) -> None:
     """Start the servers not running yet and wait until each answers."""
-    timeout = get_settings().stack_start_timeout_s
-    _run(LocalStack.up, f"Starting Kafka, Neo4j and Redis (waiting up to {timeout:.0f}s)...")
+    settings = _settings(brokers, recorded=False)
+    timeout = settings.stack_start_timeout_s
+    busy = f"Starting Kafka, Neo4j and Redis (waiting up to {timeout:.0f}s)..."
+    _run(LocalStack.up, busy, settings)
 
 
 @stack_app.command()
-def status() -> None:
+def status(brokers: int | None = BrokersOption) -> None:
     """Show which servers run and whether they answer."""
-    _run(LocalStack.status)
+    _run(LocalStack.status, settings=_settings(brokers, recorded=True))
 
 
 @stack_app.command()
-def down() -> None:
+def down(brokers: int | None = BrokersOption) -> None:
     """Stop the servers this stack started."""
-    _run(LocalStack.down, "Stopping the local stack...")
+    _run(LocalStack.down, "Stopping the local stack...", _settings(brokers, recorded=True))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ NEO4J_READY_LINE = "autoglm-neo4j ready"  # printed by Launcher.java once Bolt t
 NEO4J_PASSWORD_ENV = "AUTOGLM_NEO4J_PASSWORD"  # read by Launcher.java; keeps it off the cmdline
 NEO4J_PAGECACHE_MB = 256
 KAFKA_HEAP = "-Xmx512m"
+KAFKA_CLUSTER_HEAP = "-Xmx256m"
+"""Heap of each node of a multi-broker stack: three JVMs share a small machine."""
 NEO4J_HEAP = ("-Xms256m", "-Xmx1g")
 
 # Same flags the Neo4j server script passes: without the opens, the page cache and the
@@ -50,7 +52,45 @@ KAFKA_JVM_FLAGS = (
     "-Djava.awt.headless=true",
 )
 SERVERS = ("kafka", "neo4j", "redis")
-"""Every server of the stack, in the order they are started and reported."""
+"""The servers of a one-broker stack, in the order they are started and reported."""
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """One KRaft node of the local stack: a broker and a controller voter in one process.
+
+    A one-broker stack has the node ``kafka`` (id 1); a cluster has ``kafka-1`` ... ``kafka-N``.
+    """
+
+    name: str
+    node_id: int
+    port: int
+    controller_port: int
+
+
+def kafka_nodes(settings: Settings) -> list[KafkaNode]:
+    """The nodes of ``settings.kafka_brokers``; node n (0-based) takes ports + 2n."""
+    if settings.kafka_brokers == 1:
+        return [KafkaNode("kafka", 1, settings.kafka_port, settings.kafka_controller_port)]
+    return [
+        KafkaNode(
+            f"kafka-{n + 1}",
+            n + 1,
+            settings.kafka_port + 2 * n,
+            settings.kafka_controller_port + 2 * n,
+        )
+        for n in range(settings.kafka_brokers)
+    ]
+
+
+def server_names(settings: Settings) -> tuple[str, ...]:
+    """Every server of the stack the settings describe, in start and report order."""
+    return (*(node.name for node in kafka_nodes(settings)), "neo4j", "redis")
+
+
+def server_kind(name: str) -> str:
+    """``kafka``, ``neo4j`` or ``redis`` for a server name (``kafka-2`` is a ``kafka``)."""
+    return "kafka" if name == "kafka" or name.startswith("kafka-") else name
 
 
 def default_lib_dir(settings: Settings) -> Path:
@@ -245,28 +285,50 @@ def render_properties(props: Mapping[str, str]) -> str:
     return "".join(f"{key}={_properties_escape(value)}\n" for key, value in props.items())
 
 
-def kafka_properties(settings: Settings, paths: StackPaths) -> dict[str, str]:
-    """Single-node KRaft in combined mode (broker and controller in one process)."""
+def kafka_properties(
+    settings: Settings, paths: StackPaths, node: KafkaNode | None = None
+) -> dict[str, str]:
+    """KRaft in combined mode: every node is a broker and a controller voter.
+
+    Combined rather than a separate controller quorum: three JVMs instead of six on a small
+    machine, and a quorum of three voters still survives the loss of any one node, which is
+    what killing a broker tests (it takes a voter with it).
+    """
+    nodes = kafka_nodes(settings)
+    node = node or nodes[0]
     host = settings.kafka_host
+    replication = settings.topic_replication_factor
+    if replication > len(nodes):
+        raise StackError(
+            f"topic_replication {replication} needs at least as many brokers "
+            f"(kafka_brokers is {len(nodes)})"
+        )
+    min_isr = str(min(settings.topic_min_isr, replication))
     return {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{host}:{settings.kafka_controller_port}",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": ",".join(
+            f"{n.node_id}@{host}:{n.controller_port}" for n in nodes
+        ),
         "controller.listener.names": "CONTROLLER",
-        "listeners": f"PLAINTEXT://{host}:{settings.kafka_port},"
-        f"CONTROLLER://{host}:{settings.kafka_controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{host}:{settings.kafka_port}",
+        "listeners": f"PLAINTEXT://{host}:{node.port},CONTROLLER://{host}:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{node.port}",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "log.dirs": str(paths.data / "kafka"),
+        "log.dirs": str(paths.data / node.name),
         "num.partitions": str(settings.topic_partitions),
         "auto.create.topics.enable": "true",
-        # One broker: every internal topic must live with a single replica.
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        # Topics created by the broker itself (internal ones, auto-created ones) are replicated
+        # like those the services create; one broker: every topic has a single replica.
+        "default.replication.factor": str(replication),
+        "min.insync.replicas": min_isr,
+        "offsets.topic.replication.factor": str(replication),
+        "transaction.state.log.replication.factor": str(replication),
+        "transaction.state.log.min.isr": min_isr,
+        "share.coordinator.state.topic.replication.factor": str(replication),
+        "share.coordinator.state.topic.min.isr": min_isr,
+        # A replica that lost data never becomes leader: acks=all writes stay written.
+        "unclean.leader.election.enable": "false",
         # 50 offset partitions (the default) make the first consumer group slow to start.
         "offsets.topic.num.partitions": "10",
         # Tests start consumer groups all the time: do not wait for more members to join.
@@ -298,16 +360,41 @@ def redis_config(settings: Settings, paths: StackPaths) -> str:
     return "\n".join(lines) + "\n"
 
 
+def kafka_cluster_id(settings: Settings, paths: StackPaths) -> str:
+    """The id every node is formatted with: the one a formatted node already has, else new."""
+    for node in kafka_nodes(settings):
+        meta = paths.data / node.name / "meta.properties"
+        try:
+            lines = meta.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            key, _, value = line.partition("=")
+            if key.strip() == "cluster.id" and value.strip():
+                return value.strip()
+    return new_kafka_cluster_id()
+
+
 def kafka_spec(
-    settings: Settings, paths: StackPaths, lib: Path, java: str, use_class_archive: bool = True
+    settings: Settings,
+    paths: StackPaths,
+    lib: Path,
+    java: str,
+    use_class_archive: bool = True,
+    node: KafkaNode | None = None,
+    cluster_id: str | None = None,
 ) -> ServerSpec:
-    props_file = paths.conf / "kafka.properties"
-    log_dir = paths.data / "kafka"
+    node = node or kafka_nodes(settings)[0]
+    single = node.name == "kafka"
+    props_file = paths.conf / f"{node.name}.properties"
+    log_dir = paths.data / node.name
+    # One broker keeps its server log in logs/ (as before); cluster nodes get a folder each.
+    logs = paths.logs if single else paths.logs / node.name
     jvm = (
         java,
-        KAFKA_HEAP,
+        KAFKA_HEAP if single else KAFKA_CLUSTER_HEAP,
         *KAFKA_JVM_FLAGS,
-        f"-Dkafka.logs.dir={paths.logs}",
+        f"-Dkafka.logs.dir={logs}",
         f"-Dlog4j2.configurationFile={KAFKA_LOG4J2_CONFIG}",
         "-cp",
         f"{lib / 'kafka'}/*",  # java expands the wildcard itself
@@ -315,25 +402,25 @@ def kafka_spec(
     archive = class_archive(lib, "kafka", java) if use_class_archive else None
     archive_flags = archive.jvm_flags() if archive is not None else ()
     return ServerSpec(
-        name="kafka",
-        endpoints=server_endpoints(settings)["kafka"],
+        name=node.name,
+        endpoints=server_endpoints(settings)[node.name],
         argv=(jvm[0], *archive_flags, *jvm[1:], "kafka.Kafka", str(props_file)),
         class_archive=archive,
-        log_file=paths.log("kafka"),
-        files={props_file: render_properties(kafka_properties(settings, paths))},
-        dirs=(log_dir,),
+        log_file=paths.log(node.name),
+        files={props_file: render_properties(kafka_properties(settings, paths, node))},
+        dirs=(log_dir, logs),
         init_argv=(
             *jvm,
             "kafka.tools.StorageTool",
             "format",
             "--cluster-id",
-            new_kafka_cluster_id(),
+            cluster_id or kafka_cluster_id(settings, paths),
             "--config",
             str(props_file),
             "--ignore-formatted",
         ),
         init_done=log_dir / "meta.properties",
-        detail_log=paths.logs / "kafka-server.log",
+        detail_log=logs / "kafka-server.log",
     )
 
 
@@ -393,11 +480,20 @@ def redis_spec(settings: Settings, paths: StackPaths, redis_server: str) -> Serv
 
 def server_endpoints(settings: Settings) -> dict[str, tuple[Endpoint, ...]]:
     """The addresses of each server, without needing java, redis-server or the jars."""
-    return {
-        "kafka": (
-            Endpoint(settings.kafka_host, settings.kafka_port),
-            Endpoint(settings.kafka_host, settings.kafka_controller_port),
-        ),
-        "neo4j": (Endpoint(settings.neo4j_host, settings.neo4j_port),),
-        "redis": (Endpoint(settings.redis_host, settings.redis_port),),
+    endpoints: dict[str, tuple[Endpoint, ...]] = {
+        node.name: (
+            Endpoint(settings.kafka_host, node.port),
+            Endpoint(settings.kafka_host, node.controller_port),
+        )
+        for node in kafka_nodes(settings)
     }
+    endpoints["neo4j"] = (Endpoint(settings.neo4j_host, settings.neo4j_port),)
+    endpoints["redis"] = (Endpoint(settings.redis_host, settings.redis_port),)
+    every = [e for es in endpoints.values() for e in es]
+    clashes = sorted({str(e) for e in every if every.count(e) > 1})
+    if clashes:
+        raise StackError(
+            f"the stack's servers would share {', '.join(clashes)}: with kafka_brokers > 1, "
+            "node n takes kafka_port + 2n and kafka_controller_port + 2n; choose ports apart"
+        )
+    return endpoints

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import json
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,20 +14,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from autoglm.settings import Settings
-from autoglm.stack.base import ServerStatus, StackError
+from autoglm.stack.base import ServerStatus, StackError, State
 from autoglm.stack.config import (
-    SERVERS,
     Endpoint,
     ServerSpec,
     StackPaths,
     ensure_jars,
     find_java,
     find_redis_server,
+    kafka_cluster_id,
+    kafka_nodes,
     kafka_spec,
     neo4j_spec,
     publish_class_archive,
     redis_spec,
     server_endpoints,
+    server_kind,
+    server_names,
 )
 from autoglm.stack.probes import describe_error, probe_once
 from autoglm.stack.procs import (
@@ -57,7 +62,22 @@ PORT_SETTINGS: dict[str, tuple[str, ...]] = {
     "neo4j": ("neo4j_port",),
     "redis": ("redis_port",),
 }
-"""The settings field of each endpoint in ``server_endpoints``, named in port-conflict errors."""
+"""The settings field of each endpoint in ``server_endpoints`` by server kind, named in
+port-conflict errors."""
+
+
+SHAPE_FIELDS = ("kafka_brokers",)
+"""Settings that change what `stack up` starts: recorded by `up`, so that `status` and `down`
+without options see the stack as it was started (``stack_shape``)."""
+
+
+def stack_shape(stack_dir: Path) -> dict[str, object]:
+    """The shape settings the last `stack up` of this folder recorded; empty when none."""
+    try:
+        shape = json.loads((StackPaths(stack_dir).run / "stack.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in shape.items() if k in SHAPE_FIELDS} if isinstance(shape, dict) else {}
 
 
 def _run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -73,13 +93,41 @@ def _run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
 class LocalStack:
     """The servers of one stack folder (``settings.stack_dir``).
 
-    ``lib_dir`` overrides where the Kafka and Neo4j jars are found (see ``default_lib_dir``).
+    ``lib_dir`` overrides where the Kafka and Neo4j jars are found (see ``default_lib_dir``);
+    ``only`` restricts the stack to some kinds of server (``{"kafka"}``: the brokers alone).
     """
 
-    def __init__(self, settings: Settings, lib_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        lib_dir: Path | None = None,
+        only: frozenset[str] | set[str] | None = None,
+    ) -> None:
         self.settings = settings
         self.paths = StackPaths(settings.stack_dir)
         self.lib_dir = lib_dir
+        self.only = frozenset(only) if only is not None else None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The servers of this stack, in start and report order."""
+        return tuple(
+            n
+            for n in server_names(self.settings)
+            if self.only is None or server_kind(n) in self.only
+        )
+
+    def _recorded_names(self) -> tuple[str, ...]:
+        """``names`` plus any Kafka node with a pid file that the settings do not describe
+        (a cluster started with other ``kafka_brokers``): ``status`` and ``down`` see it too."""
+        extra = sorted(
+            p.stem
+            for p in self.paths.run.glob("kafka*.pid")
+            if p.stem not in self.names
+            and server_kind(p.stem) == "kafka"
+            and (self.only is None or "kafka" in self.only)
+        )
+        return (*extra, *self.names)
 
     # --- public API -----------------------------------------------------------------------
 
@@ -91,23 +139,32 @@ class LocalStack:
         """
         with self._lock():
             specs = self.specs()
-            running = {name: running_record(self.paths.pid_file(name)) for name in SERVERS}
-            conflicts = [self._port_conflict(name) for name in SERVERS if running[name] is None]
+            running = {name: running_record(self.paths.pid_file(name)) for name in self.names}
+            conflicts = [self._port_conflict(n) for n in self.names if running[n] is None]
             if any(conflicts):
                 raise StackError("; ".join(c for c in conflicts if c))
 
             started: dict[str, PidRecord] = {}
             try:
-                return _run_async(lambda: self._start_all(specs, running, started))
+                statuses = _run_async(lambda: self._start_all(specs, running, started))
             except BaseException:
                 # All or nothing: stop what this call started, so a failed `up` leaves the
                 # stack as it found it.
                 self._stop(started, keep_class_archives=False)
                 raise
+            self._record_shape()
+            return statuses
+
+    def _record_shape(self) -> None:
+        shape = {name: getattr(self.settings, name) for name in SHAPE_FIELDS}
+        with contextlib.suppress(OSError):
+            (self.paths.run / "stack.json").write_text(json.dumps(shape))
 
     def status(self) -> list[ServerStatus]:
         """What runs now; running servers are probed (a few seconds at most)."""
-        records = {name: running_record(self.paths.pid_file(name)) for name in SERVERS}
+        records = {
+            name: running_record(self.paths.pid_file(name)) for name in self._recorded_names()
+        }
         return _run_async(lambda: self._status_all(records))
 
     def down(self) -> list[ServerStatus]:
@@ -116,14 +173,16 @@ class LocalStack:
         Processes holding the ports that this stack did not start are reported, never signalled.
         """
         with self._lock():
-            records = {name: running_record(self.paths.pid_file(name)) for name in SERVERS}
+            names = self._recorded_names()
+            records = {name: running_record(self.paths.pid_file(name)) for name in names}
             outcome = self._stop(
                 {n: r for n, r in records.items() if r is not None}, keep_class_archives=True
             )
             statuses = []
-            for name in SERVERS:
+            endpoints = server_endpoints(self.settings)
+            for name in names:
                 record = records[name]
-                address = str(server_endpoints(self.settings)[name][0])
+                address = str(endpoints[name][0]) if name in endpoints else "-"
                 busy = self._busy_endpoint(name)
                 if busy is not None:
                     held = f"{busy} held {describe_holder(busy)}, not started by this stack"
@@ -140,13 +199,22 @@ class LocalStack:
 
     def specs(self) -> dict[str, ServerSpec]:
         """How each server runs; raises ``StackError`` when jars or programs are missing."""
-        lib = ensure_jars(self.settings, self.lib_dir)
-        java = find_java()
-        return {
-            "kafka": kafka_spec(self.settings, self.paths, lib, java),
-            "neo4j": neo4j_spec(self.settings, self.paths, lib, java),
-            "redis": redis_spec(self.settings, self.paths, find_redis_server()),
-        }
+        wanted = {server_kind(n) for n in self.names}
+        specs: dict[str, ServerSpec] = {}
+        if wanted & {"kafka", "neo4j"}:
+            lib = ensure_jars(self.settings, self.lib_dir)
+            java = find_java()
+        if "kafka" in wanted:
+            cluster_id = kafka_cluster_id(self.settings, self.paths)
+            for node in kafka_nodes(self.settings):
+                specs[node.name] = kafka_spec(
+                    self.settings, self.paths, lib, java, node=node, cluster_id=cluster_id
+                )
+        if "neo4j" in wanted:
+            specs["neo4j"] = neo4j_spec(self.settings, self.paths, lib, java)
+        if "redis" in wanted:
+            specs["redis"] = redis_spec(self.settings, self.paths, find_redis_server())
+        return specs
 
     # --- internals ------------------------------------------------------------------------
 
@@ -162,12 +230,13 @@ class LocalStack:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _busy_endpoint(self, name: str) -> Endpoint | None:
-        return next((e for e in server_endpoints(self.settings)[name] if port_in_use(e)), None)
+        endpoints = server_endpoints(self.settings).get(name, ())
+        return next((e for e in endpoints if port_in_use(e)), None)
 
     def _port_conflict(self, name: str) -> str | None:
         """A one-line error when another process holds a port the server needs."""
         endpoints = server_endpoints(self.settings)[name]
-        for endpoint, setting in zip(endpoints, PORT_SETTINGS[name], strict=True):
+        for endpoint, setting in zip(endpoints, PORT_SETTINGS[server_kind(name)], strict=True):
             if port_in_use(endpoint):
                 return (
                     f"{name}: {endpoint} is already in use {describe_holder(endpoint)}; "
@@ -201,7 +270,7 @@ class LocalStack:
         The first failure cancels the other waits: no point waiting for Kafka when Neo4j died.
         """
         tasks = [
-            asyncio.create_task(self._start_one(specs[n], running[n], started)) for n in SERVERS
+            asyncio.create_task(self._start_one(specs[n], running[n], started)) for n in self.names
         ]
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in pending:
@@ -269,10 +338,15 @@ class LocalStack:
         return f"{spec.name} {how} while starting; last lines of {log}:\n{tail}"
 
     async def _status_all(self, records: dict[str, PidRecord | None]) -> list[ServerStatus]:
-        return list(await asyncio.gather(*(self._status(n, records[n]) for n in SERVERS)))
+        return list(await asyncio.gather(*(self._status(n, records[n]) for n in records)))
 
     async def _status(self, name: str, record: PidRecord | None) -> ServerStatus:
-        endpoint = server_endpoints(self.settings)[name][0]
+        endpoints = server_endpoints(self.settings).get(name)
+        if endpoints is None:  # a node of another cluster shape: its address is unknown here
+            state: State = "running" if record is not None else "stopped"
+            detail = "not in this stack's settings (kafka_brokers)"
+            return ServerStatus(name, "-", record.pid if record else None, state, detail)
+        endpoint = endpoints[0]
         address = str(endpoint)
         if record is None:
             busy = self._busy_endpoint(name)

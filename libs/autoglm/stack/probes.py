@@ -15,11 +15,11 @@ from neo4j import AsyncGraphDatabase
 from redis.asyncio import Redis
 
 from autoglm.settings import Settings
-from autoglm.stack.config import Endpoint
+from autoglm.stack.config import Endpoint, kafka_nodes, server_kind
 
-Probe = Callable[[Settings, float], Awaitable[str]]
-"""Takes the settings and a timeout in seconds; returns a short description of the server or
-raises when it does not answer (yet)."""
+Probe = Callable[[Settings, float, str, Endpoint], Awaitable[str]]
+"""Takes the settings, a timeout in seconds, the server's name and address; returns a short
+description of the server or raises when it does not answer (yet)."""
 
 
 class ProbeError(Exception):
@@ -41,10 +41,11 @@ async def tcp_accepts(endpoint: Endpoint, timeout_s: float) -> bool:
     return True
 
 
-async def probe_kafka(settings: Settings, timeout_s: float) -> str:
-    """A metadata request: the broker must list itself and a controller must be elected."""
+async def probe_kafka(settings: Settings, timeout_s: float, name: str, endpoint: Endpoint) -> str:
+    """A metadata request to this node: it must list itself and a controller must be elected."""
+    node_id = next((n.node_id for n in kafka_nodes(settings) if n.name == name), None)
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
+        bootstrap_servers=str(endpoint),
         client_id="autoglm-stack-probe",
         request_timeout_ms=max(1000, int(timeout_s * 1000)),
     )
@@ -56,12 +57,16 @@ async def probe_kafka(settings: Settings, timeout_s: float) -> str:
     brokers = cluster.get("brokers") or []
     if not brokers:
         raise ProbeError("no broker registered yet")
+    if node_id is not None and node_id not in {b.get("node_id") for b in brokers}:
+        raise ProbeError(f"broker {node_id} not registered yet")
     if cluster.get("controller_id", -1) < 0:
         raise ProbeError("no controller elected yet")
+    if len(brokers) > 1:
+        return f"cluster {cluster.get('cluster_id')}, {len(brokers)} brokers up"
     return f"cluster {cluster.get('cluster_id')}"
 
 
-async def probe_neo4j(settings: Settings, timeout_s: float) -> str:
+async def probe_neo4j(settings: Settings, timeout_s: float, name: str, endpoint: Endpoint) -> str:
     """``RETURN 1`` on the configured database, with the configured credentials."""
     driver = AsyncGraphDatabase.driver(
         settings.neo4j_uri,
@@ -83,7 +88,7 @@ async def probe_neo4j(settings: Settings, timeout_s: float) -> str:
     return f"{summary.server.agent}, database {settings.neo4j_database}"
 
 
-async def probe_redis(settings: Settings, timeout_s: float) -> str:
+async def probe_redis(settings: Settings, timeout_s: float, name: str, endpoint: Endpoint) -> str:
     """``PING``, then the server version."""
     client = Redis(
         host=settings.redis_host,
@@ -108,7 +113,7 @@ async def probe_once(name: str, settings: Settings, endpoint: Endpoint, timeout_
     """One attempt: raise when the server does not answer a real request within the timeout."""
     if not await tcp_accepts(endpoint, min(timeout_s, 2.0)):
         raise ProbeError(f"nothing accepts connections at {endpoint}")
-    return await PROBES[name](settings, timeout_s)
+    return await PROBES[server_kind(name)](settings, timeout_s, name, endpoint)
 
 
 def describe_error(exc: BaseException) -> str:
