@@ -48,7 +48,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 from common import (
     add_stack_arguments,
@@ -95,6 +94,7 @@ from autoglm.extraction.webnlg import (
     write_references_xml,
 )
 from autoglm.graph.store import GraphStore
+from autoglm.redis_access import async_client
 from autoglm.settings import PROJECT_ROOT, Settings
 from services.parser.app import ParserSettings
 
@@ -453,7 +453,7 @@ async def ask_all(
 
 async def flush_caches(settings: Settings) -> None:
     """Empties the benchmark stack's own Redis (never a developer's: see the ports)."""
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = async_client(settings, timeout_s=60.0)
     try:
         await client.flushdb()
     finally:

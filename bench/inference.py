@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from common import (
     add_stack_arguments,
     device_name,
@@ -59,6 +58,7 @@ from autoglm.contracts import (
 from autoglm.graph.bulk import load_kb_direct
 from autoglm.graph.store import GraphStore
 from autoglm.nlp.parsing import strip_brackets
+from autoglm.redis_access import async_client
 from autoglm.registry import ModelRegistry
 from autoglm.settings import PROJECT_ROOT, Settings
 from autoglm.training.metaqa import QAExample, read_qa, split_dev
@@ -192,7 +192,7 @@ async def ensure_kb(settings: Settings) -> dict[str, int]:
 
 async def flush_caches(settings: Settings) -> None:
     """Empties the benchmark stack's own Redis (never a developer's: see the ports)."""
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = async_client(settings, timeout_s=60.0)
     try:
         await client.flushdb()
     finally:

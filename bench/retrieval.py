@@ -48,7 +48,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 import torch
 from common import git_commit
 
@@ -65,6 +64,7 @@ from autoglm.graph.retrieval import RetrievalCaps, SubgraphRetriever
 from autoglm.graph.store import GraphStore
 from autoglm.graph.subgraph_cache import SubgraphCache
 from autoglm.nlp.keys import normalize_key
+from autoglm.redis_access import async_client
 from autoglm.settings import PROJECT_ROOT, Settings
 
 DATA = PROJECT_ROOT.parent / "shared" / "data" / "metaqa"
@@ -215,7 +215,7 @@ async def latency_run(
     questions: dict[int, list[DevQuestion]],
 ) -> dict[str, Any]:
     """One cold pass and one cached pass per hop count, on a fresh cache namespace."""
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = async_client(settings)
     cache = SubgraphCache(client, namespace=f"bench-{uuid.uuid4().hex[:8]}:subgraph", ttl_s=600)
     retriever = SubgraphRetriever(
         store, scorer=scorer, cache=cache, guidance=guidance_params(settings)

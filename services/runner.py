@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
-
 from autoglm.bus.idempotency import IdempotencyStore, RedisIdempotencyStore
 from autoglm.bus.service import ServiceRuntime
 from autoglm.logs import setup_logging
@@ -14,10 +12,7 @@ from autoglm.settings import Settings
 
 
 def redis_idempotency(settings: Settings, service: str) -> IdempotencyStore:
-    client = aioredis.Redis.from_url(settings.redis_url)
-    return RedisIdempotencyStore(
-        client, namespace=f"{settings.topic_prefix}{service}", ttl_s=settings.idempotency_ttl_s
-    )
+    return RedisIdempotencyStore.connect(settings, service)
 
 
 def run_service(service: str, build: Callable[..., ServiceRuntime]) -> None:

@@ -75,6 +75,18 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(
         7 * 24 * 3600, description="How long a processed request id is remembered per service."
     )
+    redis_timeout_s: float = Field(
+        0.5,
+        gt=0.0,
+        description="Connect and read timeout of every Redis client (idempotency, caches, the "
+        "trainer's result memory); a client never retries by itself (libs/autoglm/redis_access).",
+    )
+    redis_breaker_open_s: float = Field(
+        5.0,
+        ge=0.0,
+        description="After a Redis error, Redis is bypassed this long by every user in the "
+        "process (idempotency: messages are processed; caches: misses), then probed again.",
+    )
 
     # --- Local stack (no Docker) --------------------------------------------------------------
     stack_dir: Path = Field(
@@ -314,14 +326,6 @@ class Settings(BaseSettings):
     )
     subgraph_cache_ttl_s: int = Field(
         6 * 3600, ge=1, description="How long a cached subgraph is kept in Redis."
-    )
-    subgraph_cache_timeout_s: float = Field(
-        0.5, gt=0.0, description="Redis connect/read timeout of the subgraph cache."
-    )
-    subgraph_cache_retry_after_s: float = Field(
-        5.0,
-        ge=0.0,
-        description="After a Redis error the subgraph cache is bypassed this long.",
     )
 
     @property

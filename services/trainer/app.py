@@ -10,12 +10,10 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from pydantic import Field
-from redis.exceptions import RedisError
 
 from autoglm.bus import topics
 from autoglm.bus.idempotency import IdempotencyStore
@@ -23,9 +21,10 @@ from autoglm.bus.service import HandlerContext, Incoming, ItemResult, Outgoing, 
 from autoglm.contracts import Feedback, ModelUpdate, Result, TrainingExample
 from autoglm.contracts.bounds import check_hops
 from autoglm.contracts.codec import PROTOBUF
-from autoglm.errors import BadInputError, TransientError
+from autoglm.errors import BadInputError
 from autoglm.graph.questions import QuestionGrounder
 from autoglm.graph.store import GraphStore
+from autoglm.redis_access import RedisResultMemory
 from autoglm.retries import RetryPolicy
 from autoglm.settings import PROJECT_ROOT, Settings
 from autoglm.training.example_store import ExampleStore
@@ -158,47 +157,15 @@ class TrainerSettings(Settings):
         )
 
 
-class RedisResultMemory:
-    def __init__(self, client: aioredis.Redis, namespace: str, ttl_s: int) -> None:
-        self._redis = client
-        self._namespace = namespace
-        self._ttl_s = ttl_s
-
-    async def remember(self, result: Result) -> None:
-        await self.remember_many([result])
-
-    async def remember_many(self, results: Sequence[Result]) -> None:
-        """One round trip for a batch of results."""
-        with _redis_is_transient():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for result in results:
-                    pipe.set(
-                        f"{self._namespace}:result:{result.request_id}",
-                        result.SerializeToString(),
-                        ex=self._ttl_s,
-                    )
-                await pipe.execute()
-
-    async def recall(self, request_id: str) -> Result | None:
-        with _redis_is_transient():
-            raw = await self._redis.get(f"{self._namespace}:result:{request_id}")
-        if raw is None:
-            return None
-        result = Result()
-        result.ParseFromString(raw if isinstance(raw, bytes) else raw.encode())
-        return result
-
-
 def build(
     settings: TrainerSettings | None = None, *, idempotency: IdempotencyStore | None = None
 ) -> ServiceRuntime:
     settings = settings or TrainerSettings()
     runtime = ServiceRuntime(SERVICE, settings, idempotency=idempotency)
-    client = aioredis.Redis.from_url(settings.redis_url)
-    memory = RedisResultMemory(
-        client, f"{settings.topic_prefix}trainer", settings.result_memory_ttl_s
+    memory = RedisResultMemory.connect(
+        settings, f"{settings.topic_prefix}trainer", settings.result_memory_ttl_s
     )
-    runtime.on_shutdown(client.aclose)
+    runtime.on_shutdown(memory.close)
 
     @runtime.consume_batch(
         topics.RESULTS, Result, max_records=settings.result_batch_size, required=("request_id",)
@@ -283,15 +250,6 @@ def build(
 
 def _paths(text: str) -> tuple[Path, ...]:
     return tuple(Path(p.strip()) for p in text.split(",") if p.strip())
-
-
-@contextlib.contextmanager
-def _redis_is_transient() -> Iterator[None]:
-    """Redis down is a transient error: the message is retried, not dead-lettered."""
-    try:
-        yield
-    except RedisError as exc:
-        raise TransientError(f"redis unavailable: {exc}", error_type="redis") from exc
 
 
 def check_example(example: TrainingExample, settings: Settings) -> BadInputError | None:

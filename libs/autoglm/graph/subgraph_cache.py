@@ -15,9 +15,9 @@ beam has run (it interleaves scoring with one aggregation query per hop), so a p
 could not be looked up before doing the work it saves. Keying on the text keeps a hit at one
 Redis round trip; rephrasings of a question miss, which only costs a normal retrieval.
 
-Value: the serialised ``Subgraph`` message. After an error the cache is bypassed for
-``retry_after_s`` so that a dead Redis costs one timeout, not one per request; a warning is
-logged when it goes down and an info line when it is back.
+Value: the serialised ``Subgraph`` message. Redis down is a miss, through the process's
+breaker (``autoglm.redis_access``): a dead Redis costs one timeout per interval, not one per
+request.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import json
 from collections.abc import Sequence
 
 from autoglm.contracts import Subgraph
-from autoglm.redis_cache import CacheStats, ProtoCache
+from autoglm.redis_access import CacheStats, ProtoCache
 from autoglm.settings import Settings
 
 __all__ = ["CacheStats", "SubgraphCache"]

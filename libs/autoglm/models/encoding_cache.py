@@ -7,28 +7,24 @@ pretrained encoder's path, or the model version when the encoder was fine-tuned)
 fine-tuned version never reads another's encodings. Value: float32 states, shape header first.
 
 Called from the inference worker thread, so it uses the synchronous client; like every cache
-here it is an accelerator: after a Redis error it is bypassed for ``retry_after_s``.
+here it is an accelerator: Redis down is a miss, through the process's breaker
+(``autoglm.redis_access``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import struct
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import redis
 import torch
-from redis.exceptions import RedisError
 from torch import Tensor
 
-from autoglm.redis_cache import cache_client_options
+from autoglm.redis_access import FAILURES, CircuitBreaker, breaker_for, sync_client
 from autoglm.settings import Settings
-
-log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<II")  # tokens, width
 
@@ -42,43 +38,40 @@ class EncodingCache:
         encoder_id: str,
         ttl_s: int,
         retry_after_s: float = 5.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._redis = client
         self.prefix = f"{namespace}:{hashlib.sha256(encoder_id.encode()).hexdigest()[:16]}"
         self.ttl_s = ttl_s
-        self.retry_after_s = retry_after_s
+        self.breaker = breaker or CircuitBreaker("encoding cache", retry_after_s)
         self.hits = self.misses = self.errors = 0
-        self._down_until = 0.0
 
     @classmethod
     def connect(cls, settings: Settings, encoder_id: str) -> EncodingCache:
-        client = redis.Redis.from_url(settings.redis_url, **cache_client_options(settings))
         return cls(
-            client,
+            sync_client(settings),
             namespace=f"{settings.topic_prefix}encoding",
             encoder_id=encoder_id,
             ttl_s=settings.encoding_cache_ttl_s,
-            retry_after_s=settings.subgraph_cache_retry_after_s,
+            breaker=breaker_for(settings),
         )
 
     def key(self, text: str) -> str:
         return f"{self.prefix}:{hashlib.sha256(text.encode()).hexdigest()}"
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, action: str, exc: Exception) -> None:
         self.errors += 1
-        if not self._down_until:
-            log.warning("encoding cache failed, encoding without it: %s", exc)
-        self._down_until = time.monotonic() + self.retry_after_s
+        self.breaker.failed(f"encoding cache {action}", exc)
 
     def get_many(self, texts: Sequence[str]) -> dict[str, Tensor]:
-        if not texts or time.monotonic() < self._down_until:
+        if not texts or not self.breaker.allow():
             return {}
         try:
             values = self._redis.mget([self.key(t) for t in texts])
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
+        except FAILURES as exc:
+            self._failed("read", exc)
             return {}
-        self._down_until = 0.0
+        self.breaker.succeeded()
         found: dict[str, Tensor] = {}
         for text, raw in zip(texts, values, strict=True):
             states = _decode(raw) if isinstance(raw, bytes) else None
@@ -90,18 +83,18 @@ class EncodingCache:
         return found
 
     def put_many(self, states: dict[str, Tensor]) -> None:
-        if not states or time.monotonic() < self._down_until:
+        if not states or not self.breaker.allow():
             return
         try:
             with self._redis.pipeline(transaction=False) as pipe:
                 for text, value in states.items():
                     pipe.set(self.key(text), _encode(value), ex=self.ttl_s)
                 pipe.execute()
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
+        except FAILURES as exc:
+            self._failed("write", exc)
 
     def close(self) -> None:
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*FAILURES):
             self._redis.close()
 
 

@@ -19,7 +19,7 @@ import hashlib
 import json
 
 from autoglm.contracts import GraphNode, ReasoningInput, Result
-from autoglm.redis_cache import ProtoCache
+from autoglm.redis_access import ProtoCache
 from autoglm.settings import Settings
 
 
