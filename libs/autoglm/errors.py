@@ -2,6 +2,8 @@
 
 - BAD_INPUT: the message itself is unusable; it goes to the dead-letter topic and is committed.
 - TRANSIENT: a store or the broker is unavailable; the message is retried (offset not committed).
+  A dependency that refuses the service's configuration (a wrong password) is transient too:
+  nothing is wrong with the message, and it must be neither dead-lettered nor committed.
 - FATAL: the process cannot go on (bad configuration, missing model); it stops.
 """
 
@@ -35,6 +37,14 @@ class TransientError(AutoGLMError):
     """A dependency failed in a way that may pass; the message should be retried."""
 
     category = ErrorCategory.TRANSIENT
+
+
+class MisconfiguredError(TransientError):
+    """A dependency refuses this service's configuration (wrong credentials, no such database).
+
+    Nothing is wrong with the message: like any transient error it is retried with the backoff
+    and nothing is committed or dead-lettered, so the route in effect stops consuming until
+    the configuration is fixed; the runtime logs each retry as an error that says why."""
 
 
 class FatalError(AutoGLMError):

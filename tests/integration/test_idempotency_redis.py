@@ -26,3 +26,12 @@ async def test_unreachable_redis_degrades_to_processing():
     assert not await store.seen("r1")  # process it rather than drop it
     await store.mark("r1")  # and do not fail the message
     await store.close()
+
+
+async def test_the_content_digest_is_kept_with_the_mark(stack_settings, unique):
+    client = aioredis.Redis.from_url(stack_settings.redis_url)
+    store = RedisIdempotencyStore(client, namespace=unique, ttl_s=60)
+    await store.mark_many({"r1": "abc123"})
+    await store.mark("r2")  # no digest: remembered as unknown
+    assert await store.digests_many(["r1", "r2", "r3"]) == ["abc123", "", None]
+    await store.close()

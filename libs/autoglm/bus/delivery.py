@@ -5,7 +5,11 @@ marked done, then the offsets committed. The pieces here are what the runtime co
 that order, each testable alone:
 
 - :class:`Dedupe` turns a message into its idempotency key (service, topic, request id, and the
-  ``autoglm-attempt`` of a redrive) and drops what was finished before or repeated in the batch;
+  ``autoglm-attempt`` of a redrive) and drops what was finished before or repeated in the batch.
+  The key is stored with a digest of the content: on the topics clients publish requests to, a
+  request id seen before with *other* content is reported (a dead letter ``request_id_reused``
+  that names both digests) instead of silently skipped. Internal topics are not checked: a
+  replay there may legitimately differ (timings, a newer graph version);
 - :class:`Delivery` is what one consumed message caused to be sent and the key it completes;
   :func:`retriable` says whether a failed send may pass (Kafka tells) or is final;
 - :class:`Backoff` spaces the retries of one route: a transient error (a store or the broker
@@ -24,6 +28,8 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
+from autoglm.bus import topics
+from autoglm.bus.dead_letters import REQUEST_ID_REUSED
 from autoglm.bus.envelope import Envelope
 from autoglm.bus.idempotency import IdempotencyStore
 from autoglm.errors import BadInputError
@@ -38,6 +44,10 @@ class Delivery:
     sends: list[Awaitable[Any]]
     done_key: str
     is_dead_letter: bool = False
+
+    @property
+    def digest(self) -> str:
+        return self.envelope.digest
 
     async def settle(self) -> BaseException | None:
         """Wait for every send; the first failure, or None when all were acknowledged."""
@@ -58,12 +68,17 @@ def retriable(exc: BaseException) -> bool:
     return not isinstance(exc, BadInputError)
 
 
+REQUEST_TOPICS = frozenset({topics.DOCUMENTS, topics.QUESTIONS, topics.FEEDBACK})
+"""Topics clients publish requests to: there a request id reused for other content is reported."""
+
+
 @dataclass(frozen=True)
 class Selection:
     """What :meth:`Dedupe.select` made of the decoded messages of a batch."""
 
     work: list[Envelope]
     skipped: list[Envelope]
+    reused: list[tuple[Envelope, BadInputError]]
 
 
 class Dedupe:
@@ -83,22 +98,35 @@ class Dedupe:
     async def select(
         self, topic: str, envelopes: Sequence[Envelope], *, broadcast: bool = False
     ) -> Selection:
-        """The messages to process: not finished before, first of their key in the batch."""
+        """The messages to process: not finished before, first of their key in the batch; and
+        on request topics, those whose request id came before with other content."""
         keys = [self.key(topic, e, broadcast=broadcast) for e in envelopes]
-        seen = await self.store.seen_many(keys)
-        work: list[Envelope] = []
-        skipped: list[Envelope] = []
-        in_batch: set[str] = set()
-        for envelope, key, already in zip(envelopes, keys, seen, strict=True):
-            if already or key in in_batch:
-                skipped.append(envelope)
-                continue
-            in_batch.add(key)
-            work.append(envelope)
-        return Selection(work, skipped)
+        stored = await self.store.digests_many(keys)
+        check = topic in REQUEST_TOPICS
+        selection = Selection([], [], [])
+        in_batch: dict[str, str] = {}
+        for envelope, key, digest in zip(envelopes, keys, stored, strict=True):
+            before = in_batch.get(key, digest)
+            if before is None:
+                in_batch[key] = envelope.digest
+                selection.work.append(envelope)
+            elif check and before and envelope.digest and before != envelope.digest:
+                selection.reused.append((envelope, reused_error(envelope, before)))
+            else:
+                selection.skipped.append(envelope)
+        return selection
 
     async def mark(self, deliveries: Sequence[Delivery]) -> None:
-        await self.store.mark_many([d.done_key for d in deliveries if d.done_key])
+        await self.store.mark_many({d.done_key: d.digest for d in deliveries if d.done_key})
+
+
+def reused_error(envelope: Envelope, digest_before: str) -> BadInputError:
+    return BadInputError(
+        f"request id {envelope.request_id!r} was processed before with other content "
+        f"(sha256 {digest_before}); this message's content is sha256 {envelope.digest}: not "
+        "processed, send it under a new request id",
+        error_type=REQUEST_ID_REUSED,
+    )
 
 
 class Backoff:

@@ -13,7 +13,11 @@ message: bad input goes to the dead-letter topic with the original bytes and the
 rest of its batch goes on; transient errors are retried without committing (the whole batch is
 fetched again after a backoff, and what was already finished is skipped by its request id); an
 unexpected exception is retried a few times and then dead-lettered, so one poisonous message can
-block neither its partition nor the good messages it was batched with.
+block neither its partition nor the good messages it was batched with. A dependency refusing the
+service's configuration (``MisconfiguredError``: Neo4j refusing the password) is transient too,
+logged as an error: nothing is dead-lettered or committed until it is fixed, and a start-up hook
+failing so is retried the same way instead of the service exiting. On the request topics a
+request id seen before with other content is dead-lettered as ``request_id_reused``.
 
 This module only composes the steps; each lives in a module of its own:
 
@@ -60,9 +64,10 @@ from autoglm.bus.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from autoglm.bus.limits import Encoded, OutputTooLargeError, encode_within
 from autoglm.bus.spans import MessageSpans, inject
 from autoglm.contracts import DeadLetter
-from autoglm.errors import AutoGLMError, BadInputError, TransientError
+from autoglm.errors import AutoGLMError, BadInputError, MisconfiguredError, TransientError
 from autoglm.logs import request_id_var
 from autoglm.retries import RetryPolicy
+from autoglm.security import kafka_security
 from autoglm.settings import Settings
 from autoglm.tracing import setup_tracing
 
@@ -133,6 +138,8 @@ class ServiceRuntime:
         self.max_attempts = settings.processing_attempts
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
+            # Secure mode: SASL_SSL as this service's own principal (autoglm.security).
+            security=kafka_security(settings, name),
             client_id=f"autoglm-{name}",
             acks="all",
             enable_idempotence=True,
@@ -157,10 +164,24 @@ class ServiceRuntime:
         self._shutdown.append(hook)
 
     async def _run_startup(self) -> None:
-        await topics.ensure_topics(self.settings)
+        await topics.ensure_topics(self.settings, role=self.name)
         for hook in self._startup:
-            await hook()
+            await self._start_when_possible(hook)
         log.info("service starting", extra={"bootstrap": self.settings.kafka_bootstrap})
+
+    async def _start_when_possible(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """A start-up hook that fails transiently (a store down, or refusing the configuration)
+        is retried with the backoff until it succeeds: the service does not consume meanwhile,
+        and says why, instead of exiting."""
+        backoff = Backoff()
+        while True:
+            try:
+                await hook()
+                return
+            except TransientError as exc:
+                wait = backoff.next_wait(self.retry_policy)
+                self._log_retry(exc, wait, backoff.failures, "start-up")
+                await asyncio.sleep(wait)
 
     async def _announce_ready(self) -> None:
         # `autoglm services start` waits for this line (READY_MARKER).
@@ -295,16 +316,21 @@ class ServiceRuntime:
     async def _back_off(self, route: _Route[Any], error: TransientError) -> None:
         """Wait before the batch is fetched again: the longer, the more often it failed."""
         wait = route.backoff.next_wait(self.retry_policy)
-        log.warning(
-            f"{TRANSIENT_RETRY} in {wait:.1f}s: {error.reason}",
-            extra={
-                "topic": route.topic,
-                "error_type": error.error_type,
-                "consecutive_failures": route.backoff.failures,
-                "wait_s": round(wait, 3),
-            },
-        )
+        self._log_retry(error, wait, route.backoff.failures, route.topic)
         await asyncio.sleep(wait)
+
+    def _log_retry(self, error: TransientError, wait: float, failures: int, where: str) -> None:
+        extra = {
+            "topic": where,
+            "error_type": error.error_type,
+            "consecutive_failures": failures,
+            "wait_s": round(wait, 3),
+        }
+        if isinstance(error, MisconfiguredError):
+            # Only a person can fix it: say so at error level, every time.
+            log.error(f"{where}: not consuming, retry in {wait:.1f}s: {error.reason}", extra=extra)
+        else:
+            log.warning(f"{TRANSIENT_RETRY} in {wait:.1f}s: {error.reason}", extra=extra)
 
     async def _handle_envelopes(self, route: _Route[Any], envelopes: list[Envelope]) -> None:
         deliveries: list[Delivery] = []
@@ -323,6 +349,9 @@ class ServiceRuntime:
         selection = await self.dedupe.select(route.topic, decoded, broadcast=route.broadcast)
         for envelope in selection.skipped:
             self.spans.log_about(envelope, logging.INFO, "replayed request skipped")
+        for envelope, reused in selection.reused:
+            # Not marked: the digest kept is that of what was processed under this id.
+            deliveries.append(await self._dead_letter_delivery(route, envelope, reused, mark=False))
         work = selection.work
 
         try:
@@ -528,7 +557,7 @@ class ServiceRuntime:
         return _dead_letter_outgoing(self.name, context, error)
 
     async def _dead_letter_delivery(
-        self, route: _Route[Any], envelope: Envelope, error: AutoGLMError
+        self, route: _Route[Any], envelope: Envelope, error: AutoGLMError, *, mark: bool = True
     ) -> Delivery:
         envelope.span.set_attribute("autoglm.dead_letter.reason", error.reason)
         self.spans.log_about(envelope, logging.WARNING, f"dead-lettered: {error.reason}")
@@ -537,7 +566,7 @@ class ServiceRuntime:
             send = await self.publish_nowait(outgoing, content_type=envelope.content_type)
         key = (
             self.dedupe.key(route.topic, envelope, broadcast=route.broadcast)
-            if envelope.request_id
+            if envelope.request_id and mark
             else ""
         )
         return Delivery(envelope, [send], key, is_dead_letter=True)

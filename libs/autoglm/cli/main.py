@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from autoglm.cli.dead_letters import dead_letters_app
 from autoglm.cli.evaluate import evaluate, read_qa_file
 from autoglm.cli.extraction import extract_command, extractor_app
 from autoglm.cli.models import models_app
@@ -46,6 +47,7 @@ app.add_typer(ingest_app, name="ingest")
 app.add_typer(documents_app, name="documents")
 app.add_typer(models_app, name="models")
 app.add_typer(extractor_app, name="extractor")
+app.add_typer(dead_letters_app, name="dead-letters")
 app.command("extract")(extract_command)
 
 out = Console()
