@@ -11,12 +11,13 @@ from collections.abc import Sequence
 
 import pytest
 from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
 
 from autoglm.bus import topics
 from autoglm.bus.idempotency import MemoryIdempotencyStore
 from autoglm.bus.service import Incoming, ItemResult, ServiceRuntime, transient_retry_policy
 from autoglm.contracts import Question, encode
-from autoglm.errors import TransientError
+from autoglm.errors import MisconfiguredError, TransientError
 from autoglm.retries import RetryPolicy
 from autoglm.settings import Settings
 
@@ -75,3 +76,41 @@ async def test_an_unexpected_exception_is_retried_alone_with_the_same_policy(cap
         body, headers = encode(Question(request_id="q", text="t"))
         await broker.publish_batch(body, topic=settings.topic(topics.QUESTIONS), headers=headers)
     assert _waits(caplog, "processing failed, will retry") == [0.01, 0.015, 0.015]
+
+
+async def test_a_dependency_refusing_the_configuration_pauses_the_route_and_loses_nothing(caplog):
+    """E.g. Neo4j refusing the password: not the message's fault, so it is neither dead-lettered
+    nor marked done; the route retries with the backoff, logs an error each time, and the
+    message is processed once the configuration is fixed."""
+    settings = Settings()
+    store = MemoryIdempotencyStore()
+    runtime = ServiceRuntime("writer", settings, idempotency=store)
+    runtime.retry_policy = RetryPolicy(initial_s=0.01, max_s=0.02, jitter_s=0.0)
+    fixed = iter([False, False, True])
+    handled: list[str] = []
+    dead: list[bytes] = []
+
+    @runtime.consume_batch(topics.QUESTIONS, Question, max_records=10)
+    async def core(items: Sequence[Incoming[Question]]) -> list[ItemResult]:
+        if not next(fixed):
+            raise MisconfiguredError("neo4j refuses the password", error_type="neo4j_config")
+        handled.extend(item.message.request_id for item in items)
+        return [[] for _ in items]
+
+    @runtime.broker.subscriber(settings.topic(topics.DEAD_LETTERS))
+    async def letters(message: KafkaMessage) -> None:
+        dead.append(message.body)
+
+    caplog.set_level(logging.WARNING, logger="autoglm.bus.service")
+    body, headers = encode(Question(request_id="doc", text="t"))
+    async with TestKafkaBroker(runtime.broker) as broker:
+        for _ in range(2):  # what the broker redelivers while it is not fixed
+            with pytest.raises(MisconfiguredError):
+                await broker.publish_batch(
+                    body, topic=settings.topic(topics.QUESTIONS), headers=headers
+                )
+            assert not await store.seen("writer:questions:doc")
+        await broker.publish_batch(body, topic=settings.topic(topics.QUESTIONS), headers=headers)
+    assert handled == ["doc"] and dead == []
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2 and all("not consuming" in r.getMessage() for r in errors)

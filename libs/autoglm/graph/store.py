@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction
-from neo4j.exceptions import ServiceUnavailable, SessionExpired
+from neo4j.exceptions import ClientError, ConfigurationError, ServiceUnavailable, SessionExpired
 from neo4j.exceptions import TransientError as Neo4jTransient
 
 from autoglm.contracts import ParsedDocument
-from autoglm.errors import TransientError
+from autoglm.errors import MisconfiguredError, TransientError
 from autoglm.graph.writes import SCHEMA_STATEMENTS as WRITE_SCHEMA_STATEMENTS
 from autoglm.graph.writes import DocumentRows, write_batch
+from autoglm.security import neo4j_driver_options
 from autoglm.settings import Settings
 
 __all__ = ["SCHEMA_STATEMENTS", "DocumentRows", "GraphStore", "WriteSummary"]
@@ -94,9 +95,8 @@ class GraphStore:
 
     @classmethod
     def connect(cls, settings: Settings) -> GraphStore:
-        driver = AsyncGraphDatabase.driver(
-            settings.neo4j_uri, auth=(settings.neo4j_user, settings.neo4j_password)
-        )
+        # Credentials, and TLS in secure mode, come from autoglm.security.
+        driver = AsyncGraphDatabase.driver(settings.neo4j_uri, **neo4j_driver_options(settings))
         return cls(driver, settings.neo4j_database)
 
     async def close(self) -> None:
@@ -108,6 +108,16 @@ class GraphStore:
             yield
         except (ServiceUnavailable, SessionExpired, Neo4jTransient, OSError) as exc:
             raise TransientError(f"neo4j unavailable: {exc}", error_type="neo4j") from exc
+        except (ClientError, ConfigurationError) as exc:
+            # A wrong password or database is not the message's fault: never dead-letter it.
+            if not _misconfigured(exc):
+                raise
+            raise MisconfiguredError(
+                f"neo4j refuses this service's configuration ({type(exc).__name__}: {exc}); "
+                "nothing is consumed until it is fixed (AUTOGLM_NEO4J_USER, _PASSWORD, "
+                "_DATABASE, or the server's settings)",
+                error_type="neo4j_configuration",
+            ) from exc
 
     async def ensure_schema(self) -> None:
         async with self._unavailable_is_transient():
@@ -167,3 +177,18 @@ class GraphStore:
                 cypher, params, database_=self.database, routing_="r"
             )
         return [record.data() for record in records]
+
+
+def _misconfigured(exc: Exception) -> bool:
+    """Errors that only a change of configuration can fix: security (authentication,
+    authorisation, credentials expired, the rate limit after failed logins), a database that
+    does not exist, a transaction timeout the server is configured with, the driver's own
+    configuration."""
+    if isinstance(exc, ConfigurationError):
+        return True
+    code = getattr(exc, "code", "") or ""
+    return (
+        code.startswith("Neo.ClientError.Security.")
+        or code.endswith(".DatabaseNotFound")
+        or ".TransactionTimedOut" in code
+    )
