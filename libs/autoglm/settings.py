@@ -11,8 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from autoglm import security
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,13 +66,24 @@ class Settings(BaseSettings):
     neo4j_host: str = Field("127.0.0.1", description="Host of the Neo4j Bolt connector.")
     neo4j_port: int = Field(7687, description="Port of the Neo4j Bolt connector.")
     neo4j_user: str = Field("neo4j", description="Neo4j user name.")
-    neo4j_password: str = Field("autoglm-secret", description="Neo4j password (min. 8 chars).")
+    neo4j_password: str = Field(
+        "",
+        description="Neo4j password (min. 8 chars); empty: the one the local stack generated "
+        "(<stack_dir>/secrets/neo4j, created by the first `stack up`).",
+    )
     neo4j_database: str = Field("neo4j", description="Neo4j database holding the graph.")
 
     # --- Redis -------------------------------------------------------------------------------
     redis_host: str = Field("127.0.0.1", description="Host of the Redis server.")
     redis_port: int = Field(6379, description="Port of the Redis server.")
-    redis_password: str = Field("", description="Redis password; empty for none.")
+    redis_password: str = Field(
+        "",
+        description="Redis password; empty for none, or in secure mode the one the local stack "
+        "generated (<stack_dir>/secrets/redis).",
+    )
+    redis_username: str = Field(
+        "", description="Redis ACL user; empty: the default user, or `autoglm` in secure mode."
+    )
     redis_db: int = Field(0, description="Redis logical database number.")
     idempotency_ttl_s: int = Field(
         7 * 24 * 3600, description="How long a processed request id is remembered per service."
@@ -86,6 +99,30 @@ class Settings(BaseSettings):
         ge=0.0,
         description="After a Redis error, Redis is bypassed this long by every user in the "
         "process (idempotency: messages are processed; caches: misses), then probed again.",
+    )
+
+    # --- Security (libs/autoglm/security.py) ----------------------------------------------------
+    secure: bool = Field(
+        False,
+        description="TLS and authentication on every connection: Kafka SASL_SSL with "
+        "SCRAM-SHA-512 and ACLs, Neo4j Bolt over TLS, Redis over TLS with an ACL user. The local "
+        "stack (`stack up --secure`) then generates certificates under <stack_dir>/tls and "
+        "passwords under <stack_dir>/secrets (0600).",
+    )
+    tls_ca_file: str = Field(
+        "",
+        description="CA certificate (PEM) that server certificates are verified against in "
+        "secure mode; empty: the local stack's <stack_dir>/tls/ca.pem.",
+    )
+    kafka_username: str = Field(
+        "",
+        description="Kafka SCRAM user in secure mode; empty: the local stack's user of the "
+        "process's role (each service its own, `client` for the CLI, `admin` for the stack).",
+    )
+    kafka_password: str = Field(
+        "",
+        description="Password of kafka_username; with kafka_username empty, the role's password "
+        "comes from <stack_dir>/secrets/kafka-<role>.",
     )
 
     # --- Local stack (no Docker) --------------------------------------------------------------
@@ -347,14 +384,23 @@ class Settings(BaseSettings):
             return self.topic_min_insync_replicas
         return 2 if self.topic_replication_factor >= 3 else 1
 
+    @model_validator(mode="after")
+    def _stack_secrets(self) -> Settings:
+        """Passwords left empty are the local stack's generated ones, when it has any."""
+        if not self.neo4j_password:
+            self.neo4j_password = security.read_secret(self.stack_dir, "neo4j")
+        if self.secure and not self.redis_password:
+            self.redis_password = security.read_secret(self.stack_dir, "redis")
+        return self
+
     @property
     def neo4j_uri(self) -> str:
         return f"bolt://{self.neo4j_host}:{self.neo4j_port}"
 
     @property
     def redis_url(self) -> str:
-        auth = f":{self.redis_password}@" if self.redis_password else ""
-        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        """``redis://`` or, in secure mode, ``rediss://`` with the CA; credentials quoted."""
+        return security.redis_url(self)
 
     def topic(self, name: str) -> str:
         """Full topic name for a logical topic (see ``autoglm.bus.topics``)."""

@@ -3,7 +3,10 @@
 // Run with the single-file source launcher, no build step:
 //   AUTOGLM_NEO4J_PASSWORD=... java -cp '.stack/lib/neo4j/*' stack/neo4j/Launcher.java \
 //       --home DIR --logs DIR --host HOST --port PORT [--user NAME] [--database NAME] \
-//       [--pagecache MB]
+//       [--pagecache MB] [--tls-dir DIR]
+//
+// With --tls-dir, Bolt takes TLS connections only (the secure local stack): DIR is Neo4j's SSL
+// policy folder, with private.key, public.crt, trusted/ (the CA) and revoked/.
 //
 // The password comes from the environment so that it never shows in the process list.
 // Prints one line starting with READY_MARKER once Bolt answers with the configured credentials,
@@ -20,6 +23,9 @@ import org.neo4j.configuration.connectors.BoltConnector;
 import org.neo4j.configuration.connectors.HttpConnector;
 import org.neo4j.configuration.connectors.HttpsConnector;
 import org.neo4j.configuration.helpers.SocketAddress;
+import org.neo4j.configuration.ssl.ClientAuth;
+import org.neo4j.configuration.ssl.SslPolicyConfig;
+import org.neo4j.configuration.ssl.SslPolicyScope;
 import org.neo4j.dbms.api.DatabaseManagementService;
 import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
 import org.neo4j.graphdb.GraphDatabaseService;
@@ -59,7 +65,7 @@ public final class Launcher {
         Files.createDirectories(logs);
 
         long began = System.nanoTime();
-        DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
+        DatabaseManagementServiceBuilder builder = new DatabaseManagementServiceBuilder(home)
                 .setConfig(GraphDatabaseSettings.logs_directory, logs)
                 .setConfig(GraphDatabaseSettings.auth_enabled, true)
                 // Community edition holds a single user database: make it the configured one.
@@ -75,8 +81,21 @@ public final class Launcher {
                 // The machine may have no route to the internet: no usage reports.
                 .setConfig(GraphDatabaseInternalSettings.udc_network_enabled, false)
                 // Bolt's event loops otherwise idle 5 s each on shutdown: `stack down` waits.
-                .setConfig(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0)
-                .build();
+                .setConfig(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0);
+        String tlsDir = args.get("tls-dir");
+        if (tlsDir != null) {
+            Path policyDir = Path.of(tlsDir).toAbsolutePath();
+            SslPolicyConfig bolt = SslPolicyConfig.forScope(SslPolicyScope.BOLT);
+            builder.setConfig(bolt.enabled, true)
+                    .setConfig(bolt.base_directory, policyDir)
+                    .setConfig(bolt.private_key, policyDir.resolve("private.key"))
+                    .setConfig(bolt.public_certificate, policyDir.resolve("public.crt"))
+                    .setConfig(bolt.trusted_dir, policyDir.resolve("trusted"))
+                    .setConfig(bolt.revoked_dir, policyDir.resolve("revoked"))
+                    .setConfig(bolt.client_auth, ClientAuth.NONE)
+                    .setConfig(BoltConnector.encryption_level, BoltConnector.EncryptionLevel.REQUIRED);
+        }
+        DatabaseManagementService dbms = builder.build();
 
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
@@ -89,8 +108,9 @@ public final class Launcher {
         long built = System.nanoTime();
         setPassword(dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME), user, password);
         long ready = System.nanoTime();
-        System.out.printf("%s bolt://%s database=%s user=%s (databases started in %.1fs, "
-                + "password set in %.1fs)%n", READY_MARKER, listen, database, user,
+        System.out.printf("%s %s://%s database=%s user=%s (databases started in %.1fs, "
+                + "password set in %.1fs)%n", READY_MARKER, tlsDir != null ? "bolt+s" : "bolt",
+                listen, database, user,
                 (built - began) / 1e9, (ready - built) / 1e9);
         System.out.flush();
         stopped.await();

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -149,8 +150,14 @@ def test_kafka_answers(settings: Settings, started: object) -> None:
     assert asyncio.run(round_trip()) == b"hello"
 
 
-def test_neo4j_answers(settings: Settings, started: object) -> None:
-    auth = (settings.neo4j_user, settings.neo4j_password)
+def test_neo4j_answers_with_the_generated_password(settings: Settings, started: object) -> None:
+    # No password was configured: the first `up` generated one, kept 0600 under the stack
+    # folder, and a client started afterwards reads it from there.
+    secret = settings.stack_dir / "secrets" / "neo4j"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    client = Settings(stack_dir=settings.stack_dir, neo4j_password="")
+    assert client.neo4j_password == secret.read_text().strip()
+    auth = (client.neo4j_user, client.neo4j_password)
     with GraphDatabase.driver(settings.neo4j_uri, auth=auth) as driver:
         records, _, _ = driver.execute_query(
             "CREATE (n:StackTest {id: $id}) RETURN n.id AS id",

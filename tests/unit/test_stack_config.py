@@ -62,6 +62,7 @@ def _settings(stack_dir: Path, **overrides: object) -> Settings:
 def settings(tmp_path: Path) -> Settings:
     return _settings(
         tmp_path / "stack",
+        neo4j_password="unit-test-password",
         kafka_port=29092,
         kafka_controller_port=29093,
         neo4j_port=27687,

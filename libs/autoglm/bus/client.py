@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from google.protobuf.message import Message
 
+from autoglm import security
 from autoglm.bus import topics
 from autoglm.contracts import PROTOBUF, DeadLetter, GraphCommit, Result, decode, encode
 from autoglm.errors import PARTIAL_ERROR_TYPES, BadInputError
@@ -40,6 +41,8 @@ def new_request_id() -> str:
 class PipelineClient:
     settings: Settings
     content_type: str = PROTOBUF
+    role: str = security.CLIENT
+    """Kafka principal in secure mode: ``client`` (a user), or ``admin`` for operators."""
     _producer: AIOKafkaProducer | None = None
     _consumer: AIOKafkaConsumer | None = None
     _waiting: dict[str, asyncio.Future[Message]] = field(default_factory=dict)
@@ -51,17 +54,16 @@ class PipelineClient:
     _partial_arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
-        await topics.ensure_topics(self.settings)
+        await topics.ensure_topics(self.settings, role=self.role)
+        options = security.kafka_client_options(self.settings, self.role)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **options,
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
         )
         await self._producer.start()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False
-        )
+        self._consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
         await self._consumer.start()
         partitions: list[TopicPartition] = []
         for name in REPLY_TYPES:
@@ -189,9 +191,9 @@ class PipelineClient:
 
 @asynccontextmanager
 async def pipeline_client(
-    settings: Settings, content_type: str = PROTOBUF
+    settings: Settings, content_type: str = PROTOBUF, role: str = security.CLIENT
 ) -> AsyncIterator[PipelineClient]:
-    client = PipelineClient(settings, content_type)
+    client = PipelineClient(settings, content_type, role)
     await client.start()
     try:
         yield client

@@ -14,6 +14,7 @@ from aiokafka.errors import (
     for_code,
 )
 
+from autoglm import security
 from autoglm.settings import Settings
 
 DOCUMENTS = "documents"
@@ -48,15 +49,20 @@ SINGLE_PARTITION_TOPICS = frozenset({MODEL_UPDATES})
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
+async def ensure_topics(
+    settings: Settings, timeout_s: float = 60.0, role: str = security.CLIENT
+) -> None:
     """Create every topic that does not exist yet (idempotent, safe to race with replicas).
+
+    ``role``: the Kafka principal it connects as in secure mode (a service's name; only
+    services may create topics there, see ``autoglm.security``).
 
     Topics get ``settings.topic_replication_factor`` replicas and ``min.insync.replicas``
     ``settings.topic_min_isr``: on three brokers an acks=all write survives losing one.
     """
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**security.kafka_client_options(settings, role))
         try:
             await admin.start()
             break

@@ -19,6 +19,7 @@ from autoglm.bus import topics
 from autoglm.bus.client import PipelineClient, new_request_id
 from autoglm.contracts import SCHEMA_VERSION, ModelAction, ModelUpdate
 from autoglm.registry import ModelLoadError, ModelRegistry
+from autoglm.security import ADMIN
 from autoglm.settings import PROJECT_ROOT, Settings
 
 BUNDLED_MODEL = PROJECT_ROOT / "samples" / "model"
@@ -43,7 +44,8 @@ async def publish_update(settings: Settings, action: ModelAction, version: str) 
     update = ModelUpdate(
         request_id=new_request_id(), schema_version=SCHEMA_VERSION, action=action, version=version
     )
-    async with PipelineClient(settings) as client:
+    # An operator's act: in secure mode only the services and operators may write model updates.
+    async with PipelineClient(settings, role=ADMIN) as client:
         await client.publish(topics.MODEL_UPDATES, update, key="serving")
 
 

@@ -41,13 +41,22 @@ _BROKERS_HELP = (
 )
 
 
-def _settings(brokers: int | None, recorded: bool) -> Settings:
+_SECURE_HELP = (
+    "TLS and authentication everywhere: Kafka SASL_SSL (SCRAM-SHA-512) with ACLs, Neo4j Bolt "
+    "over TLS, Redis over TLS with an ACL user; certificates and passwords are generated under "
+    "the stack folder. Default: AUTOGLM_SECURE, or for status/down what the last up started."
+)
+
+
+def _settings(brokers: int | None, recorded: bool, secure: bool | None = None) -> Settings:
     """The settings with the command's options applied; ``recorded``: options not given are
     taken from what the last `stack up` of the folder recorded (for status and down)."""
     settings = get_settings()
     update: dict[str, object] = stack_shape(settings.stack_dir) if recorded else {}
     if brokers is not None:
         update["kafka_brokers"] = brokers
+    if secure is not None:
+        update["secure"] = secure
     return settings.model_copy(update=update) if update else settings
 
 
@@ -74,27 +83,35 @@ def _run(
 
 
 BrokersOption = typer.Option(None, "--brokers", min=1, max=9, help=_BROKERS_HELP)
+SecureOption = typer.Option(None, "--secure/--plain", help=_SECURE_HELP)
 
 
 @stack_app.command()
-def up(brokers: int | None = BrokersOption) -> None:
+def up(brokers: int | None = BrokersOption, secure: bool | None = SecureOption) -> None:
     """Start the servers not running yet and wait until each answers."""
-    settings = _settings(brokers, recorded=False)
+    settings = _settings(brokers, recorded=False, secure=secure)
     timeout = settings.stack_start_timeout_s
     busy = f"Starting Kafka, Neo4j and Redis (waiting up to {timeout:.0f}s)..."
     _run(LocalStack.up, busy, settings)
+    if settings.secure and not get_settings().secure:
+        Console(stderr=True).print(
+            "clients need [bold]AUTOGLM_SECURE=true[/bold] (passwords and the CA are read from "
+            f"{settings.stack_dir})",
+            highlight=False,
+        )
 
 
 @stack_app.command()
-def status(brokers: int | None = BrokersOption) -> None:
+def status(brokers: int | None = BrokersOption, secure: bool | None = SecureOption) -> None:
     """Show which servers run and whether they answer."""
-    _run(LocalStack.status, settings=_settings(brokers, recorded=True))
+    _run(LocalStack.status, settings=_settings(brokers, recorded=True, secure=secure))
 
 
 @stack_app.command()
-def down(brokers: int | None = BrokersOption) -> None:
+def down(brokers: int | None = BrokersOption, secure: bool | None = SecureOption) -> None:
     """Stop the servers this stack started."""
-    _run(LocalStack.down, "Stopping the local stack...", _settings(brokers, recorded=True))
+    settings = _settings(brokers, recorded=True, secure=secure)
+    _run(LocalStack.down, "Stopping the local stack...", settings)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoglm.security import REDIS_SECURE_USER
 from autoglm.settings import PROJECT_ROOT, Settings
 from autoglm.stack.base import MissingJarsError, StackError
 
 STACK_SOURCES = PROJECT_ROOT / "stack"
 """Checked-in files of the stack: the Neo4j launcher and the Kafka logging config."""
 NEO4J_LAUNCHER = STACK_SOURCES / "neo4j" / "Launcher.java"
+KAFKA_TOOL = STACK_SOURCES / "kafka" / "KafkaTool.java"
+"""Storage format with SCRAM users, and ACLs, for the secure stack (see ``stack.secure``)."""
 KAFKA_LOG4J2_CONFIG = STACK_SOURCES / "kafka" / "log4j2.yaml"
 DEFAULT_LIB_DIR = PROJECT_ROOT / ".stack" / "lib"
 """Where `make setup` puts the jars (``stack/pom.xml`` resolves them)."""
@@ -251,6 +254,8 @@ class ServerSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     init_argv: tuple[str, ...] = ()
     """One-off command run before the first start (Kafka: format the storage)."""
+    init_env: Mapping[str, str] = field(default_factory=dict)
+    """Environment of init_argv only (the secure stack's SCRAM users)."""
     init_done: Path | None = None
     """File whose presence means init_argv already ran."""
     ready_line: str | None = None
@@ -304,7 +309,7 @@ def kafka_properties(
             f"(kafka_brokers is {len(nodes)})"
         )
     min_isr = str(min(settings.topic_min_isr, replication))
-    return {
+    props = {
         "process.roles": "broker,controller",
         "node.id": str(node.node_id),
         "controller.quorum.voters": ",".join(
@@ -335,16 +340,41 @@ def kafka_properties(
         "group.initial.rebalance.delay.ms": "0",
         "log.retention.hours": "168",
     }
+    if settings.secure:
+        from autoglm.stack.secure import kafka_secure_properties
+
+        props.update(kafka_secure_properties(settings, node.port, node.controller_port))
+    return props
 
 
 def redis_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _tls_root(settings: Settings) -> Path:
+    return settings.stack_dir / "tls"
+
+
 def redis_config(settings: Settings, paths: StackPaths) -> str:
+    """Plain: a port and, when set, a password. Secure: TLS only, the default user off and one
+    ACL user whose password is stored hashed (the file holds no password)."""
+    tls = _tls_root(settings)
+    listen = (
+        [
+            "port 0",
+            f"tls-port {settings.redis_port}",
+            f"tls-cert-file {redis_quote(str(tls / 'redis.pem'))}",
+            f"tls-key-file {redis_quote(str(tls / 'redis.key'))}",
+            f"tls-ca-cert-file {redis_quote(str(tls / 'ca.pem'))}",
+            "tls-auth-clients no",
+            'tls-protocols "TLSv1.2 TLSv1.3"',
+        ]
+        if settings.secure
+        else [f"port {settings.redis_port}"]
+    )
     lines = [
         f"bind {settings.redis_host}",
-        f"port {settings.redis_port}",
+        *listen,
         # Bound to an explicit address; protected mode would refuse clients without a password.
         "protected-mode no",
         "daemonize no",
@@ -355,7 +385,13 @@ def redis_config(settings: Settings, paths: StackPaths) -> str:
         "save 300 1",
         "appendonly no",
     ]
-    if settings.redis_password:
+    if settings.secure:
+        if not settings.redis_password:
+            raise StackError("secure mode needs a Redis password (stack up generates one)")
+        digest = hashlib.sha256(settings.redis_password.encode()).hexdigest()
+        user = settings.redis_username or REDIS_SECURE_USER
+        lines += ["user default off", f"user {user} on #{digest} ~* &* +@all"]
+    elif settings.redis_password:
         lines.append(f"requirepass {redis_quote(settings.redis_password)}")
     return "\n".join(lines) + "\n"
 
@@ -401,6 +437,14 @@ def kafka_spec(
     )
     archive = class_archive(lib, "kafka", java) if use_class_archive else None
     archive_flags = archive.jvm_flags() if archive is not None else ()
+    init_env: dict[str, str] = {}
+    format_main: tuple[str, ...] = ("kafka.tools.StorageTool",)
+    if settings.secure:
+        from autoglm.stack.secure import scram_users_env
+
+        # The SCRAM users travel in the environment, not on the command line.
+        init_env = scram_users_env(settings)
+        format_main = (str(KAFKA_TOOL),)
     return ServerSpec(
         name=node.name,
         endpoints=server_endpoints(settings)[node.name],
@@ -409,9 +453,10 @@ def kafka_spec(
         log_file=paths.log(node.name),
         files={props_file: render_properties(kafka_properties(settings, paths, node))},
         dirs=(log_dir, logs),
+        init_env=init_env,
         init_argv=(
             *jvm,
-            "kafka.tools.StorageTool",
+            *format_main,
             "format",
             "--cluster-id",
             cluster_id or kafka_cluster_id(settings, paths),
@@ -457,6 +502,8 @@ def neo4j_spec(
             settings.neo4j_database,
             "--pagecache",
             str(NEO4J_PAGECACHE_MB),
+            # Secure mode: Bolt accepts TLS connections only (the policy folder of stack.secure).
+            *(("--tls-dir", str(_tls_root(settings) / "neo4j-bolt")) if settings.secure else ()),
         ),
         log_file=paths.log("neo4j"),
         dirs=(paths.data / "neo4j", debug_logs),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import subprocess
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,8 @@ from typing import Any, TypeVar
 from autoglm.settings import Settings
 from autoglm.stack.base import ServerStatus, StackError, State
 from autoglm.stack.config import (
+    KAFKA_LOG4J2_CONFIG,
+    KAFKA_TOOL,
     Endpoint,
     ServerSpec,
     StackPaths,
@@ -28,6 +31,7 @@ from autoglm.stack.config import (
     neo4j_spec,
     publish_class_archive,
     redis_spec,
+    render_properties,
     server_endpoints,
     server_kind,
     server_names,
@@ -46,6 +50,15 @@ from autoglm.stack.procs import (
     run_init,
     running_record,
     terminate,
+)
+from autoglm.stack.secure import (
+    acl_digest,
+    acl_lines,
+    admin_client_properties,
+    ensure_stack_secrets,
+    ensure_tls,
+    stack_secrets,
+    write_private,
 )
 
 T = TypeVar("T")
@@ -66,7 +79,7 @@ PORT_SETTINGS: dict[str, tuple[str, ...]] = {
 port-conflict errors."""
 
 
-SHAPE_FIELDS = ("kafka_brokers",)
+SHAPE_FIELDS = ("kafka_brokers", "secure")
 """Settings that change what `stack up` starts: recorded by `up`, so that `status` and `down`
 without options see the stack as it was started (``stack_shape``)."""
 
@@ -103,7 +116,8 @@ class LocalStack:
         lib_dir: Path | None = None,
         only: frozenset[str] | set[str] | None = None,
     ) -> None:
-        self.settings = settings
+        # Passwords left empty are the stack's generated ones (``up`` generates missing ones).
+        self.settings = stack_secrets(settings)
         self.paths = StackPaths(settings.stack_dir)
         self.lib_dir = lib_dir
         self.only = frozenset(only) if only is not None else None
@@ -138,6 +152,10 @@ class LocalStack:
         call are stopped again and ``StackError`` says why.
         """
         with self._lock():
+            self.settings = ensure_stack_secrets(self.settings)
+            if self.settings.secure:
+                ensure_tls(self.settings)
+            self._check_kafka_storage_mode()
             specs = self.specs()
             running = {name: running_record(self.paths.pid_file(name)) for name in self.names}
             conflicts = [self._port_conflict(n) for n in self.names if running[n] is None]
@@ -147,6 +165,8 @@ class LocalStack:
             started: dict[str, PidRecord] = {}
             try:
                 statuses = _run_async(lambda: self._start_all(specs, running, started))
+                if self.settings.secure and any(server_kind(n) == "kafka" for n in self.names):
+                    self._apply_acls()
             except BaseException:
                 # All or nothing: stop what this call started, so a failed `up` leaves the
                 # stack as it found it.
@@ -154,6 +174,66 @@ class LocalStack:
                 raise
             self._record_shape()
             return statuses
+
+    def _kafka_mode_marker(self, node: str) -> Path:
+        return self.paths.data / f"{node}.secure"
+
+    def _check_kafka_storage_mode(self) -> None:
+        """SCRAM users only come with a format: a storage formatted in the other mode cannot
+        serve this one. Say so instead of timing out on authentication."""
+        if not any(server_kind(n) == "kafka" for n in self.names):
+            return
+        for node in kafka_nodes(self.settings):
+            formatted = (self.paths.data / node.name / "meta.properties").exists()
+            marker = self._kafka_mode_marker(node.name)
+            if formatted and marker.exists() != self.settings.secure:
+                was, now = ("secure", "plain") if marker.exists() else ("plain", "secure")
+                raise StackError(
+                    f"{node.name}: its storage {self.paths.data / node.name} was formatted for "
+                    f"a {was} stack and cannot serve a {now} one; run `autoglm stack down`, "
+                    "delete it, or use another AUTOGLM_STACK_DIR"
+                )
+            if not formatted and self.settings.secure:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            elif not formatted:
+                marker.unlink(missing_ok=True)
+
+    def _apply_acls(self) -> None:
+        """Create the ACLs of ``security.kafka_acls`` unless this cluster already has them."""
+        cluster_id = kafka_cluster_id(self.settings, self.paths)
+        done = self.paths.data / "kafka-acls.done"
+        digest = acl_digest(self.settings, cluster_id)
+        if done.is_file() and done.read_text().strip() == digest:
+            return
+        props, acl_file = self.paths.conf / "kafka-admin.properties", self.paths.conf / "kafka-acls"
+        write_private(props, render_properties(admin_client_properties(self.settings)))
+        write_private(acl_file, "\n".join(acl_lines(self.settings)) + "\n")
+        lib = ensure_jars(self.settings, self.lib_dir)
+        tool_logs = self.paths.logs / "kafka-tool"
+        tool_logs.mkdir(parents=True, exist_ok=True)
+        argv = (
+            find_java(),
+            "-Xmx256m",
+            f"-Dkafka.logs.dir={tool_logs}",
+            f"-Dlog4j2.configurationFile={KAFKA_LOG4J2_CONFIG}",
+            "-cp",
+            f"{lib / 'kafka'}/*",
+            str(KAFKA_TOOL),
+            "acls",
+            str(props),
+            str(acl_file),
+        )
+        try:
+            result = subprocess.run(
+                argv, capture_output=True, text=True, timeout=INIT_TIMEOUT_S, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise StackError(f"kafka: creating ACLs took over {INIT_TIMEOUT_S:.0f}s") from exc
+        if result.returncode != 0:
+            tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
+            raise StackError("kafka: creating ACLs failed:\n" + "\n".join(f"  {t}" for t in tail))
+        done.write_text(digest + "\n")
 
     def _record_shape(self) -> None:
         shape = {name: getattr(self.settings, name) for name in SHAPE_FIELDS}

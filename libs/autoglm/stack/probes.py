@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from neo4j import AsyncGraphDatabase
 from redis.asyncio import Redis
 
+from autoglm import security
 from autoglm.settings import Settings
 from autoglm.stack.config import Endpoint, kafka_nodes, server_kind
 
@@ -44,8 +45,9 @@ async def tcp_accepts(endpoint: Endpoint, timeout_s: float) -> bool:
 async def probe_kafka(settings: Settings, timeout_s: float, name: str, endpoint: Endpoint) -> str:
     """A metadata request to this node: it must list itself and a controller must be elected."""
     node_id = next((n.node_id for n in kafka_nodes(settings) if n.name == name), None)
+    options = security.kafka_client_options(settings, security.ADMIN)
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=str(endpoint),
+        **{**options, "bootstrap_servers": str(endpoint)},
         client_id="autoglm-stack-probe",
         request_timeout_ms=max(1000, int(timeout_s * 1000)),
     )
@@ -70,7 +72,7 @@ async def probe_neo4j(settings: Settings, timeout_s: float, name: str, endpoint:
     """``RETURN 1`` on the configured database, with the configured credentials."""
     driver = AsyncGraphDatabase.driver(
         settings.neo4j_uri,
-        auth=(settings.neo4j_user, settings.neo4j_password),
+        **security.neo4j_driver_options(settings),
         connection_timeout=timeout_s,
         connection_acquisition_timeout=timeout_s,
         # The caller retries; the driver's own retries would outlast the timeout.
@@ -91,9 +93,7 @@ async def probe_neo4j(settings: Settings, timeout_s: float, name: str, endpoint:
 async def probe_redis(settings: Settings, timeout_s: float, name: str, endpoint: Endpoint) -> str:
     """``PING``, then the server version."""
     client = Redis(
-        host=settings.redis_host,
-        port=settings.redis_port,
-        password=settings.redis_password or None,
+        **security.redis_connection_options(settings),
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s,
     )

@@ -268,7 +268,7 @@ def run_init(spec: ServerSpec, cwd: Path, timeout_s: float) -> None:
         done = subprocess.run(
             spec.init_argv,
             cwd=cwd,
-            env=_child_env(spec),
+            env={**_child_env(spec), **spec.init_env},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=timeout_s,
