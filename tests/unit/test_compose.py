@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import yaml
 
@@ -30,12 +31,43 @@ def test_images_match_the_local_stack_versions():
 def test_ports_match_the_default_settings():
     settings = Settings()
     services = COMPOSE["services"]
-    assert f"{settings.kafka_port}:{settings.kafka_port}" in services["kafka"]["ports"]
-    assert f"{settings.neo4j_port}:7687" in services["neo4j"]["ports"]
-    assert f"{settings.redis_port}:6379" in services["redis"]["ports"]
-    assert services["neo4j"]["environment"]["NEO4J_AUTH"] == (
-        f"{settings.neo4j_user}/{settings.neo4j_password}"
+    assert f"127.0.0.1:{settings.kafka_port}:{settings.kafka_port}" in services["kafka"]["ports"]
+    assert f"127.0.0.1:{settings.neo4j_port}:7687" in services["neo4j"]["ports"]
+    assert f"127.0.0.1:{settings.redis_port}:6379" in services["redis"]["ports"]
+    assert services["neo4j"]["environment"]["NEO4J_AUTH"].startswith(f"{settings.neo4j_user}/")
+
+
+def test_every_published_port_is_bound_to_localhost():
+    for name, service in COMPOSE["services"].items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+
+
+def test_no_password_is_written_in_compose():
+    """Passwords come from the environment or .env, and compose refuses to start without."""
+    text = (PROJECT_ROOT / "docker-compose.yml").read_text()
+    assert "autoglm-secret" not in text
+    env = COMPOSE["x-service-env"]
+    for name in ("AUTOGLM_NEO4J_PASSWORD", "AUTOGLM_REDIS_PASSWORD"):
+        assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", env[name]), env[name]
+    assert re.fullmatch(
+        r"neo4j/\$\{AUTOGLM_NEO4J_PASSWORD:\?[^}]+\}",
+        COMPOSE["services"]["neo4j"]["environment"]["NEO4J_AUTH"],
     )
+    assert "requirepass" not in " ".join(COMPOSE["services"]["redis"]["healthcheck"]["test"])
+
+
+def test_env_files_are_ignored_by_git():
+    ignored = subprocess.run(
+        ["git", "check-ignore", ".env", ".env.local"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ignored.stdout.split() == [".env", ".env.local"]
+    example = (PROJECT_ROOT / ".env.example").read_text()
+    assert all(line.endswith("=") for line in example.splitlines() if line.startswith("AUTOGLM_"))
 
 
 def test_service_env_names_are_settings_fields():
