@@ -5,7 +5,9 @@ own, so it never meets the session's test stack (tests/stack_fixtures.py) or a d
 Topics get 3 replicas and ``min.insync.replicas`` 2; the producer writes with ``acks=all``.
 The test kills the leader of a partition mid-stream, keeps producing and consuming while it is
 down, brings it back with ``stack up`` and checks that every message was consumed and that the
-restarted broker is back in every in-sync replica set. Three JVMs start in 20-40 s on two cores.
+restarted broker is back in every in-sync replica set. It runs twice: plain, and secure
+(SASL_SSL with SCRAM between brokers and clients, mTLS to the controllers, ACLs: the producer is
+the ``client`` principal, the consumer the parser's). Three JVMs start in 20-40 s on two cores.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from autoglm import security
 from autoglm.bus import topics
 from autoglm.settings import PROJECT_ROOT, Settings
 from autoglm.stack import LocalStack, StackError, ensure_jars
@@ -52,8 +55,10 @@ def _free_port_block(size: int) -> int:
     raise RuntimeError("no block of free ports")
 
 
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+@pytest.fixture(scope="module", params=["plain", "secure"])
+def configured(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     base = _free_port_block(2 * BROKERS)
     prefix = f"cluster-{uuid.uuid4().hex[:8]}."
     settings = Settings(
@@ -63,6 +68,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         kafka_controller_port=base + 1,
         topic_prefix=prefix,
         consumer_group_prefix=prefix,
+        secure=request.param == "secure",
     )
     try:
         ensure_jars(settings)
@@ -73,8 +79,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def cluster(settings: Settings) -> Iterator[LocalStack]:
-    stack = LocalStack(settings, only={"kafka"})
+def cluster(configured: Settings) -> Iterator[LocalStack]:
+    stack = LocalStack(configured, only={"kafka"})
     try:
         statuses = stack.up()
         assert [s.name for s in statuses] == ["kafka-1", "kafka-2", "kafka-3"]
@@ -82,6 +88,12 @@ def cluster(settings: Settings) -> Iterator[LocalStack]:
         yield stack
     finally:
         stack.down()
+
+
+@pytest.fixture(scope="module")
+def settings(cluster: LocalStack) -> Settings:
+    """The cluster's settings as clients see them (secure: with the generated passwords)."""
+    return cluster.settings
 
 
 def test_settings_follow_the_broker_count(settings: Settings) -> None:
@@ -93,7 +105,7 @@ def test_settings_follow_the_broker_count(settings: Settings) -> None:
 
 
 async def _describe(settings: Settings, topic: str) -> tuple[list[dict[str, object]], str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**security.kafka_client_options(settings, security.ADMIN))
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
@@ -107,7 +119,7 @@ async def _describe(settings: Settings, topic: str) -> tuple[list[dict[str, obje
 
 def test_topics_get_three_replicas_and_min_isr_two(settings: Settings, cluster: LocalStack) -> None:
     async def check() -> None:
-        await topics.ensure_topics(settings)
+        await topics.ensure_topics(settings, role="parser")
         partitions, min_isr = await _describe(settings, settings.topic(topics.QUESTIONS))
         assert min_isr == "2"
         assert len(partitions) == settings.topic_partitions
@@ -119,7 +131,7 @@ def test_topics_get_three_replicas_and_min_isr_two(settings: Settings, cluster: 
 
 
 def test_cli_status_sees_the_recorded_cluster(settings: Settings, cluster: LocalStack) -> None:
-    assert stack_shape(settings.stack_dir) == {"kafka_brokers": 3}
+    assert stack_shape(settings.stack_dir) == {"kafka_brokers": 3, "secure": settings.secure}
     env = {
         **os.environ,
         "AUTOGLM_STACK_DIR": str(settings.stack_dir),
@@ -127,6 +139,7 @@ def test_cli_status_sees_the_recorded_cluster(settings: Settings, cluster: Local
         "AUTOGLM_KAFKA_CONTROLLER_PORT": str(settings.kafka_controller_port),
     }
     env.pop("AUTOGLM_KAFKA_BROKERS", None)
+    env.pop("AUTOGLM_SECURE", None)
     done = subprocess.run(
         [str(Path(sys.executable).parent / "autoglm"), "stack", "status"],
         cwd=PROJECT_ROOT,
@@ -147,13 +160,13 @@ def test_killed_broker_loses_no_message(settings: Settings, cluster: LocalStack)
     pid_files = {name: settings.stack_dir / "run" / f"{name}.pid" for name in cluster.names}
 
     async def scenario() -> tuple[list[str], dict[str, int], list[dict[str, object]]]:
-        await topics.ensure_topics(settings)
+        await topics.ensure_topics(settings, role="parser")
         partitions, _ = await _describe(settings, topic)
         leader = next(int(p["leader"]) for p in partitions if p["partition"] == 0)  # type: ignore[call-overload]
         victim = f"kafka-{leader}"
 
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **security.kafka_client_options(settings, security.CLIENT),
             acks="all",
             enable_idempotence=True,
             request_timeout_ms=60_000,
@@ -161,8 +174,8 @@ def test_killed_broker_loses_no_message(settings: Settings, cluster: LocalStack)
         )
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=settings.group("cluster-test"),
+            **security.kafka_client_options(settings, "parser"),
+            group_id=settings.group("parser"),
             auto_offset_reset="earliest",
             enable_auto_commit=False,
         )
