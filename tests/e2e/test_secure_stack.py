@@ -292,20 +292,33 @@ def test_no_secret_in_logs_or_cli_output(stack: Settings) -> None:
     assert len(secrets) >= 9
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGLM_")}
     env.update(_env(stack))
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "autoglm"), "stack", "status"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "autoglm"), *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    done = cli("stack", "status")
     assert done.stdout.count("answering") == 3, done.stdout
+    # The operator's dead-letter tool reads over TLS as admin: the parser's rejection of the
+    # body the ACL test published is there, and no secret with it.
+    letters = cli("dead-letters", "tail", "--json")
+    summaries = [json.loads(line) for line in letters.stdout.splitlines() if line.strip()]
+    assert any(
+        s["service"] == "parser" and s["topic"] == stack.topic(topics.QUESTIONS) for s in summaries
+    ), letters.stdout
     logs = [p for p in (stack.stack_dir / "logs").rglob("*") if p.is_file()]
     assert any("services" in p.parts for p in logs), logs
     texts = {str(p): p.read_text(errors="replace") for p in logs}
     texts["stack status"] = done.stdout + done.stderr
+    texts["dead-letters tail"] = letters.stdout + letters.stderr
     leaks = [(where, s[:4] + "...") for where, text in texts.items() for s in secrets if s in text]
     assert not leaks, leaks

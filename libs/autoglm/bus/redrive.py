@@ -27,6 +27,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from autoglm import security
 from autoglm.bus import topics
 from autoglm.bus.dead_letters import REQUEST_ID_REUSED
 from autoglm.bus.envelope import ATTEMPT_HEADER
@@ -97,8 +98,9 @@ class Letter:
 async def read_dead_letters(settings: Settings, since: datetime | None = None) -> list[Letter]:
     """Every dead letter (from ``since`` on), in order per partition, oldest partition first."""
     topic = settings.topic(topics.DEAD_LETTERS)
+    # An operator's tool: in secure mode it connects as the admin principal (autoglm.security).
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+        **security.kafka_client_options(settings, security.ADMIN), enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -179,7 +181,8 @@ async def redrive(
     if dry_run or not report.redriven:
         return report
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        # Redriving writes internal topics: only an operator (admin in secure mode) may.
+        **security.kafka_client_options(settings, security.ADMIN),
         acks="all",
         enable_idempotence=True,
         max_request_size=settings.max_message_bytes + 64 * 1024,
