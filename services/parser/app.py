@@ -25,6 +25,7 @@ from autoglm.contracts import (
 )
 from autoglm.contracts.bounds import check_hops, check_top_k
 from autoglm.errors import BAD_LINES, BadInputError
+from autoglm.extraction import load_extractor
 from autoglm.nlp.messages import line_error_report, parse_document_batch, parse_question_batch
 from autoglm.nlp.parsing import TextParser
 from autoglm.settings import Settings
@@ -68,6 +69,8 @@ def build(
     runtime = ServiceRuntime(SERVICE, settings, idempotency=idempotency)
     # Loaded once per process; the model is read-only afterwards.
     parser = TextParser(settings.spacy_model, batch_size=settings.parser_batch_size)
+    # Schema relations from free text: the serving extractor version (else the bundled one).
+    extractor = load_extractor(settings) if settings.extraction_enabled else None
     # One spaCy pipeline, two consumers: never run it from two threads at once.
     nlp_lock = asyncio.Lock()
 
@@ -107,7 +110,9 @@ def build(
         todo = [n for n, result in enumerate(results) if result is None]
         documents = [items[n].message for n in todo]
         async with nlp_lock:
-            parsed = await asyncio.to_thread(parse_document_batch, parser, documents, settings)
+            parsed = await asyncio.to_thread(
+                parse_document_batch, parser, documents, settings, extractor
+            )
         for n, result in zip(todo, parsed, strict=True):
             results[n] = (
                 result if isinstance(result, BadInputError) else document_outputs(items[n], result)

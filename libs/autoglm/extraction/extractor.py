@@ -85,8 +85,8 @@ class Window:
 
 
 def _strip_span(text: str, start: int, end: int) -> CharSpan:
-    """A mention without surrounding punctuation and a leading article ("the Aarhus airport"
-    names Aarhus airport)."""
+    """A mention without surrounding punctuation and a lower-case leading article ("the Aarhus
+    airport" names Aarhus airport; "The Glass Orchard" is a title and keeps its article)."""
     while start < end and not text[start].isalnum() and text[start] not in "\"'(+-$":
         start += 1
     while end > start and not text[end - 1].isalnum() and text[end - 1] not in '")%.':
@@ -98,7 +98,7 @@ def _strip_span(text: str, start: int, end: int) -> CharSpan:
     ):
         end -= 1
     words = text[start:end].split(" ", 1)
-    if len(words) == 2 and words[0].lower() in _LEADING:
+    if len(words) == 2 and words[0] in _LEADING:
         start += len(words[0]) + 1
     return start, end
 
@@ -147,7 +147,7 @@ class NeuralExtractor:
         version: str,
         bias: float = 0.0,
         max_mentions: int = 24,
-        max_relations_per_pair: int = 2,
+        max_relations_per_pair: int = 1,
         batch_size: int = 32,
     ) -> None:
         self.model = model.eval()

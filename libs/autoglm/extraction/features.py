@@ -28,9 +28,11 @@ class Tokenized:
 class Featurizer:
     """The frozen text encoder, used for token states and for relation embeddings."""
 
-    def __init__(self, encoder: TextEncoder, max_tokens: int = 192) -> None:
+    def __init__(self, encoder: TextEncoder, max_tokens: int = 192, identity: str = "") -> None:
         self.encoder = encoder
         self.max_tokens = max_tokens
+        self.identity = identity or f"{encoder.model.config.name_or_path}@{max_tokens}"
+        """Names the encoder in cache keys (two encoders never share cached states)."""
 
     @property
     def hidden_size(self) -> int:

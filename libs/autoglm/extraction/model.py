@@ -46,8 +46,9 @@ class TokenContext(nn.Module):
 
 class PairEncoder(nn.Module):
     r"""One vector per ordered span pair: both spans, their product, what lies between them
-    (the mean token state) and their signed distance. A whole batch at once: spans name their
-    text, and every mean comes from one cumulative sum.
+    (the mean token state), the few tokens next to each span on the inside (where "directed
+    by" or "born in" sits: a mean over the whole gap blurs them) and their signed distance. A
+    whole batch at once: spans name their text, and every mean comes from one cumulative sum.
 
     Shapes:
         - **tokens:** :math:`(B, T, D)` token states of a batch of texts
@@ -58,12 +59,15 @@ class PairEncoder(nn.Module):
 
     distance_buckets = 16
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, near: int = 3) -> None:
+        """``near``: tokens read next to each span inside the gap (0: the gap's mean only)."""
         super().__init__()
+        self.near = near
         self.span = nn.Linear(3 * dim, dim)
         self.distance = nn.Embedding(2 * self.distance_buckets + 1, dim)
+        width = (7 if near else 5) * dim
         self.mlp = nn.Sequential(
-            nn.Linear(5 * dim, 2 * dim), nn.GELU(), nn.Dropout(0.1), nn.Linear(2 * dim, dim)
+            nn.Linear(width, 2 * dim), nn.GELU(), nn.Dropout(0.1), nn.Linear(2 * dim, dim)
         )
         self.reset_parameters()
 
@@ -95,12 +99,19 @@ class PairEncoder(nn.Module):
         # Tokens strictly between the two spans, whichever comes first.
         lo = torch.minimum(head_span[:, 2], tail_span[:, 2]) + 1
         hi = torch.maximum(head_span[:, 1], tail_span[:, 1]) - 1
-        context = self._range_mean(sums, head_span[:, 0], lo, hi)
+        text_of = head_span[:, 0]
+        context = self._range_mean(sums, text_of, lo, hi)
+        parts = [head, tail, head * tail, context]
+        if self.near:
+            last_near = torch.minimum(hi, lo + self.near - 1)
+            first_near = torch.maximum(lo, hi - self.near + 1)
+            parts.append(self._range_mean(sums, text_of, lo, last_near))
+            parts.append(self._range_mean(sums, text_of, first_near, hi))
         offset = (tail_span[:, 1] - head_span[:, 1]).clamp(
             -self.distance_buckets, self.distance_buckets
         )
         distance = self.distance(offset + self.distance_buckets)
-        features = torch.cat([head, tail, head * tail, context, distance], dim=-1)
+        features = torch.cat([*parts, distance], dim=-1)
         return self.mlp(features)
 
 
@@ -149,12 +160,12 @@ class SpanRelationExtractor(nn.Module):
           relations
     """
 
-    def __init__(self, in_dim: int = 384, dim: int = 256, layers: int = 1) -> None:
+    def __init__(self, in_dim: int = 384, dim: int = 256, layers: int = 1, near: int = 0) -> None:
         super().__init__()
-        self.config = {"in_dim": in_dim, "dim": dim, "layers": layers}
+        self.config = {"in_dim": in_dim, "dim": dim, "layers": layers, "near": near}
         self.context = TokenContext(in_dim, dim, layers=layers)
         self.tagger = nn.Linear(dim, len(TAGS))
-        self.pairs = PairEncoder(dim)
+        self.pairs = PairEncoder(dim, near)
         self.relations = RelationScorer(in_dim, dim)
 
     def reset_parameters(self) -> None:

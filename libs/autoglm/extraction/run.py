@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from autoglm.extraction.features import Featurizer
 from autoglm.extraction.schema import Relation, Schema, load_schema
 from autoglm.extraction.store import register, write_bundle
-from autoglm.extraction.synthetic import movie_texts
+from autoglm.extraction.synthetic import movie_texts, person_texts
 from autoglm.extraction.training import (
     ExtractorTrainer,
     ExtractorTrainingConfig,
@@ -64,9 +64,10 @@ def train_extractor(
     ]
     if request.limit:
         webnlg = webnlg[: request.limit]
-    synthetic = (
-        movie_texts(request.kb, request.synthetic) if request.kb and request.synthetic else []
-    )
+    synthetic: list[TrainingText] = []
+    if request.kb and request.synthetic:
+        synthetic = movie_texts(request.kb, request.synthetic)
+        synthetic += person_texts(request.kb, request.synthetic // 4)
     texts = webnlg + synthetic
     config = ExtractorTrainingConfig(epochs=request.epochs)
     train, held = split_held_out(texts, config.held_out_fraction)
@@ -85,17 +86,26 @@ def train_extractor(
     ) as progress:
         tasks: dict[str, Any] = {}
 
+        printed: dict[str, int] = {}
+
         def report(what: str, done: int, total: int) -> None:
             if total == 0:
                 console.print(what)
                 return
+            if not console.is_terminal:  # a log file: a line every tenth of each stage
+                stage_tenth = (what.split(" ")[0], 10 * done // total)
+                if printed.get(stage_tenth[0]) != stage_tenth[1]:
+                    printed[stage_tenth[0]] = stage_tenth[1]
+                    console.print(f"{what}: {done}/{total}")
             stage = what.split(" ")[0]
             if stage not in tasks:
                 tasks[stage] = progress.add_task(stage, total=total)
             progress.update(tasks[stage], completed=done, description=what)
 
         trainer = ExtractorTrainer(featurizer, schema, config, report, views=[bare])
-        model, outcome = trainer.train(train, held_out_texts=held)
+        model, outcome = trainer.train(
+            train, held_out_texts=held, cache_dir=Path(settings.model_registry_dir) / "cache"
+        )
     meta = {
         "bias": outcome.bias,
         "held_out": outcome.held_out,

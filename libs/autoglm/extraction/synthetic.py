@@ -22,6 +22,25 @@ _OPENINGS = [
     # (template, relations it states); {F} film, {Y} year, {G} genre, {D} director
     ("{F} is a {Y} {g} film directed by {D}.", ("release_year", "has_genre", "directed_by")),
     ("{F} is a {Y} film directed by {D}.", ("release_year", "directed_by")),
+    (
+        "{F} is a {Y} {g} film directed by {D} and written by {W}.",
+        ("release_year", "has_genre", "directed_by", "written_by"),
+    ),
+    ("{F} is a {g} film written and directed by {D}.", ("has_genre", "directed_by")),
+    (
+        "{F} ({Y}) was directed by {D} from a screenplay by {W}.",
+        ("release_year", "directed_by", "written_by"),
+    ),
+    (
+        "{F} is a {Y} {g} film starring {A} and {A2}.",
+        ("release_year", "has_genre", "starred_actors"),
+    ),
+    (
+        "{F} is a {Y} film by {D}, starring {A}, {A2} and {A3}.",
+        ("release_year", "directed_by", "starred_actors"),
+    ),
+    ("In {Y}, {D} directed {F}, starring {A}.", ("release_year", "directed_by", "starred_actors")),
+    ("{F} is a {Y} {L}-language {g} film.", ("release_year", "in_language", "has_genre")),
     ("{F} is a {g} film directed by {D}.", ("has_genre", "directed_by")),
     ("{F} is a {Y} {g} film.", ("release_year", "has_genre")),
     ("Directed by {D}, {F} was released in {Y}.", ("directed_by", "release_year")),
@@ -58,10 +77,19 @@ _FOLLOW_UPS = {
         "The dialogue is in {L}.",
         "{R} is a {L}-language film.",
     ],
-    "directed_by": ["{R} was directed by {D}.", "{D} directed it."],
+    "directed_by": [
+        "{R} was directed by {D}.",
+        "{D} directed it.",
+        "{R} is directed by {D} and written by {W}.",
+        "{D} directed {R_lower} from a script by {W}.",
+    ],
     "release_year": ["{R} was released in {Y}.", "{R} came out in {Y}."],
     "has_genre": ["{R} is a {g}.", "{R} is considered a {g} film."],
 }
+
+
+def _lower_reference(reference: str) -> str:
+    return reference.lower() if reference in _REFERENCES else reference
 
 
 def read_kb(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -91,10 +119,10 @@ def _fill(
         "A3": ("starred_actors", "starred_actors", 2),
         "L": ("in_language", "in_language", 0),
     }
-    values: dict[str, str] = {"R": reference}
+    values: dict[str, str] = {"R": reference, "R_lower": _lower_reference(reference)}
     stated: list[tuple[str, str]] = []
     for slot, (relation, key, index) in slots.items():
-        if "{" + slot + "}" not in template or slot in ("F", "R"):
+        if "{" + slot + "}" not in template or slot in ("F", "R", "R_lower"):
             continue
         options = facts.get(key, [])
         if index is None or index >= len(options):
@@ -151,6 +179,77 @@ def movie_texts(kb: Path, count: int, seed: int = 7) -> list[TrainingText]:
                 triples=tuple(dict.fromkeys(triples)),
                 category="Film (synthetic)",
                 group=f"movies/{film}",
+            )
+        )
+    return texts
+
+
+_BIRTH_PLACES = (
+    "Lagos",
+    "Lyon",
+    "Osaka",
+    "Toronto",
+    "Buenos Aires",
+    "Cork",
+    "Kraków",
+    "Accra",
+    "Perth",
+    "Hamburg",
+    "Seville",
+    "Chennai",
+    "Tampere",
+    "Leeds",
+    "Montreal",
+    "Porto",
+    "Nairobi",
+    "Bergen",
+)
+_PERSON_TEMPLATES = [
+    ("{P} was born in {B} in {Y}.", ("birthPlace", "birthYear")),
+    ("{P} was born in {Y} in {B}.", ("birthYear", "birthPlace")),
+    ("Born in {B} in {Y}, {P} directed {F}.", ("birthPlace", "birthYear", "directed")),
+    ("{P} (born {Y}) is a director from {B}.", ("birthYear", "birthPlace")),
+    ("{P}, who was born in {B}, directed {F} in {FY}.", ("birthPlace", "directed", "year")),
+]
+
+
+def person_texts(kb: Path, count: int, seed: int = 11) -> list[TrainingText]:
+    """Short biographies of the KB's directors: where and when they were born (invented: the
+    KB has no such facts, the sentences teach the pattern) and a film they directed."""
+    films = read_kb(kb)
+    directed: dict[str, list[str]] = defaultdict(list)
+    for film, facts in films.items():
+        for person in facts.get("directed_by", []):
+            directed[person].append(film)
+    rng = random.Random(seed)
+    people = sorted(directed)
+    rng.shuffle(people)
+    texts: list[TrainingText] = []
+    for person in people[:count]:
+        film = rng.choice(directed[person])
+        film_year = (films[film].get("release_year") or [""])[0]
+        place, year = rng.choice(_BIRTH_PLACES), str(rng.randint(1900, 1995))
+        template, stated = rng.choice(_PERSON_TEMPLATES)
+        if "year" in stated and not film_year:
+            continue
+        text = template.format(P=person, B=place, Y=year, F=film, FY=film_year)
+        triples: list[tuple[str, str, str]] = []
+        for relation in stated:
+            if relation == "birthPlace":
+                triples.append((person, "birthPlace", place))
+            elif relation == "birthYear":
+                triples.append((person, "birthYear", year))
+            elif relation == "directed":
+                triples.append((film, "directed_by", person))
+            elif relation == "year":
+                triples.append((film, "release_year", film_year))
+        texts.append(
+            TrainingText(
+                id=f"people/{len(texts)}",
+                text=text,
+                triples=tuple(triples),
+                category="Person (synthetic)",
+                group=f"people/{person}",
             )
         )
     return texts

@@ -14,14 +14,17 @@ reported dev split is used for any choice.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from autoglm.extraction.examples import Example, build_example, held_out
@@ -43,10 +46,11 @@ class ExtractorTrainingConfig:
     weight_decay: float = 0.01
     dim: int = 256
     layers: int = 1
+    near: int = 3
     held_out_fraction: float = 0.05
     negative_spans: int = 3
     seed: int = 13
-    biases: tuple[float, ...] = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
+    biases: tuple[float, ...] = (-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -150,8 +154,18 @@ class ExtractorTrainer:
             for t, tokens in zip(texts, tokenized, strict=True)
         ]
 
-    def encode(self, examples: Sequence[Example]) -> list[Tensor]:
-        """The frozen encoder's token states of every example (float16, computed once)."""
+    def encode(self, examples: Sequence[Example], cache_dir: Path | None = None) -> list[Tensor]:
+        """The frozen encoder's token states of every example (float16, computed once; kept in
+        ``cache_dir`` as safetensors, keyed by the encoder and the token ids, when given)."""
+        cache: Path | None = None
+        if cache_dir is not None:
+            digest = hashlib.sha256(self.featurizer.identity.encode())
+            for example in examples:
+                digest.update(bytes(str(example.tokens.ids), "ascii"))
+            cache = cache_dir / f"extractor-states-{digest.hexdigest()[:16]}.safetensors"
+            if cache.is_file():
+                loaded = load_file(str(cache))
+                return [loaded[str(i)] for i in range(len(examples))]
         order = sorted(range(len(examples)), key=lambda i: len(examples[i].tokens))
         states: list[Tensor | None] = [None] * len(examples)
         step = 64
@@ -161,22 +175,31 @@ class ExtractorTrainer:
             for row, index in enumerate(batch):
                 states[index] = out[row, : len(examples[index].tokens)].to(torch.float16).cpu()
             self.progress("encoding", min(begin + step, len(order)), len(order))
-        return [s for s in states if s is not None]
+        encoded = [s for s in states if s is not None]
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_suffix(".partial")
+            save_file({str(i): t.contiguous() for i, t in enumerate(encoded)}, str(partial))
+            partial.replace(cache)
+        return encoded
 
     def train(
         self,
         texts: Sequence[TrainingText],
         *,
         held_out_texts: Sequence[TrainingText] = (),
+        cache_dir: Path | None = None,
     ) -> tuple[SpanRelationExtractor, TrainingReport]:
         config = self.config
         torch.manual_seed(config.seed)
         rng = random.Random(config.seed)
         started = time.perf_counter()
         examples = self.examples(texts)
-        states = self.encode(examples)
+        states = self.encode(examples, cache_dir)
         views = [self.featurizer.relation_embeddings(v).float().cpu() for v in self.views]
-        model = SpanRelationExtractor(self.featurizer.hidden_size, config.dim, config.layers)
+        model = SpanRelationExtractor(
+            self.featurizer.hidden_size, config.dim, config.layers, config.near
+        )
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )

@@ -30,3 +30,5 @@ def test_mentions_lose_articles_and_edge_punctuation_but_keep_initials():
     assert text[start:end] == "Aarhus airport"
     start, end = _strip_span(text, 29, len(text))
     assert text[start:end] == "J. R. R."
+    title = "The Glass Orchard,"
+    assert title[slice(*_strip_span(title, 0, len(title)))] == "The Glass Orchard"

@@ -10,7 +10,7 @@ from autoglm.extraction.training import _relation_loss
 
 def _model() -> SpanRelationExtractor:
     torch.manual_seed(0)
-    return SpanRelationExtractor(in_dim=16, dim=8).eval()
+    return SpanRelationExtractor(in_dim=16, dim=8, near=2).eval()
 
 
 def test_shapes():
