@@ -77,6 +77,7 @@ from autoglm.contracts import (
     decode,
 )
 from autoglm.extraction import load_extractor
+from autoglm.extraction.align import find_spans
 from autoglm.extraction.schema import Schema
 from autoglm.extraction.scoring import headline, normalise_name, score
 from autoglm.extraction.types import ExtractedTriple, TextExtractor
@@ -359,10 +360,13 @@ def qa_items(texts: Sequence[WebNLGText]) -> list[dict[str, Any]]:
                     "category": text.category,
                     "answers": set(),
                     "literal": False,
+                    "stated": False,
                 },
             )
             item["answers"].add(normalise_name(obj))
             item["literal"] |= is_webnlg_literal(obj)
+            # The goal is set on questions whose answer the text states (in a findable form).
+            item["stated"] |= bool(find_spans(text.text, obj))
     return list(items.values())
 
 
@@ -389,7 +393,7 @@ async def ask_all(
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     models: set[str] = set()
-    hits = {"all": [0, 0], "entity": [0, 0], "literal": [0, 0]}
+    hits = {"all": [0, 0], "entity": [0, 0], "literal": [0, 0], "answer_stated": [0, 0]}
     per_category: dict[str, list[int]] = {}
     done = 0
     async with PipelineClient(settings) as client:
@@ -420,7 +424,10 @@ async def ask_all(
                 hit = (
                     bool(reply.answers) and normalise_name(reply.answers[0].name) in item["answers"]
                 )
-            for key in ("all", "literal" if item["literal"] else "entity"):
+            kinds = ["all", "literal" if item["literal"] else "entity"]
+            if item.get("stated"):
+                kinds.append("answer_stated")
+            for key in kinds:
                 hits[key][0] += hit
                 hits[key][1] += 1
             tally = per_category.setdefault(item["category"], [0, 0])
