@@ -6,11 +6,14 @@ Parsed documents are consumed in batches and written with one transaction per ba
 it holds more triples than ``graph_write_max_triples``): a KB of 100k triples is a few dozen
 transactions instead of hundreds. A parsed document with the id of one already written replaces
 it, and one with the action DELETE removes its contribution (``autoglm.graph.writes``); the commit
-says how many edges went with it (``triples_removed``).
+says how many edges went with it (``triples_removed``). Names from text are resolved against the
+graph in the same transaction (``autoglm.graph.resolution``); a name that several nodes match
+equally is written as its own node, logged, and listed in the commit (``ambiguous_mentions``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 
 from pydantic import Field
@@ -18,13 +21,21 @@ from pydantic import Field
 from autoglm.bus import topics
 from autoglm.bus.idempotency import IdempotencyStore
 from autoglm.bus.service import Incoming, ItemResult, Outgoing, ServiceRuntime
-from autoglm.contracts import SCHEMA_VERSION, GraphCommit, ParsedDocument, ParsedQuestion
+from autoglm.contracts import (
+    SCHEMA_VERSION,
+    AmbiguousMention,
+    GraphCommit,
+    ParsedDocument,
+    ParsedQuestion,
+)
 from autoglm.errors import BadInputError
 from autoglm.graph.questions import QuestionGrounder
-from autoglm.graph.store import DocumentRows, GraphStore
+from autoglm.graph.store import DocumentRows, GraphStore, WriteSummary
 from autoglm.settings import Settings
 
 SERVICE = "graph-builder"
+
+log = logging.getLogger(__name__)
 
 
 class GraphBuilderSettings(Settings):
@@ -62,6 +73,48 @@ def transactions(
         yield group
 
 
+def graph_commit(
+    document: ParsedDocument, rows: DocumentRows, summary: WriteSummary
+) -> GraphCommit:
+    """What the commit of one document of a written batch says; its ambiguous names are
+    logged too (one line each)."""
+    ambiguous = summary.ambiguous.get(document.document_id, ())
+    for found in ambiguous:
+        log.info(
+            "ambiguous mention %r (%s) in document %s: %d equal candidates %s; written as its "
+            "own node %r",
+            found.mention,
+            found.type or "untyped",
+            document.document_id,
+            len(found.candidates),
+            list(found.candidates),
+            found.key,
+            extra={
+                "request_id": document.request_id,
+                "document_id": document.document_id,
+                "candidates": list(found.candidates),
+            },
+        )
+    return GraphCommit(
+        request_id=document.request_id,
+        schema_version=SCHEMA_VERSION,
+        document_id=document.document_id,
+        graph_version=summary.graph_version,
+        entities=len(rows.entities),
+        triples=len(rows.triples),
+        line_errors=len(document.line_errors),
+        graph_entities=summary.graph_entities,
+        graph_relations=summary.graph_relations,
+        action=rows.action,
+        triples_removed=summary.triples_removed.get(document.document_id, 0),
+        entities_resolved=summary.resolved.get(document.document_id, 0),
+        ambiguous_mentions=[
+            AmbiguousMention(mention=a.mention, type=a.type, key=a.key, candidates=a.candidates)
+            for a in ambiguous
+        ],
+    )
+
+
 def build(
     settings: GraphBuilderSettings | None = None, *, idempotency: IdempotencyStore | None = None
 ) -> ServiceRuntime:
@@ -96,19 +149,7 @@ def build(
             summary = await store.write_documents([rows for _, rows in group])
             for index, rows in group:
                 document = items[index].message
-                commit = GraphCommit(
-                    request_id=document.request_id,
-                    schema_version=SCHEMA_VERSION,
-                    document_id=document.document_id,
-                    graph_version=summary.graph_version,
-                    entities=len(rows.entities),
-                    triples=len(rows.triples),
-                    line_errors=len(document.line_errors),
-                    graph_entities=summary.graph_entities,
-                    graph_relations=summary.graph_relations,
-                    action=rows.action,
-                    triples_removed=summary.triples_removed.get(document.document_id, 0),
-                )
+                commit = graph_commit(document, rows, summary)
                 results[index] = [Outgoing(topics.GRAPH_COMMITS, commit, key=document.document_id)]
         return results
 

@@ -15,13 +15,13 @@ from autoglm.contracts import (
 )
 from autoglm.errors import BadInputError
 from autoglm.extraction.types import ExtractedTriple
+from autoglm.graph.resolution import Name, Resolver
 from autoglm.graph.writes import (
     DocumentRows,
     EntityRef,
     EvidenceRow,
     document_ref,
     last_per_document,
-    resolve_keys,
     thousandths,
     typed_key,
 )
@@ -90,6 +90,17 @@ def test_a_delete_writes_nothing_and_unknown_actions_are_bad_input():
     with pytest.raises(BadInputError, match="unknown document action") as raised:
         weird.check(100)
     assert raised.value.error_type == "invalid_field"
+
+
+def resolve_keys(refs: list[EntityRef], existing: dict[str, str]) -> dict[EntityRef, str]:
+    """The key chosen for each typed name, exact (as for KB lines), first come first served."""
+    resolver = Resolver()
+    for key, entity_type in existing.items():
+        resolver.add(key, entity_type)
+    return {
+        ref: resolver.resolve(Name(ref.key, ref.type, ref.key, ref.key.casefold(), "", False)).key
+        for ref in dict.fromkeys(refs)
+    }
 
 
 def test_typed_keys_share_a_name_only_with_the_same_or_no_type():

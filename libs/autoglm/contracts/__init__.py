@@ -13,6 +13,7 @@ from autoglm.contracts.codec import (
 from autoglm.v1.common_pb2 import Evidence, HopTiming, Mention, PathEdge
 from autoglm.v1.dead_letter_pb2 import DeadLetter
 from autoglm.v1.documents_pb2 import (
+    AmbiguousMention,
     Document,
     DocumentAction,
     DocumentFormat,
@@ -45,6 +46,7 @@ __all__ = [
     "JSON",
     "PROTOBUF",
     "SCHEMA_VERSION",
+    "AmbiguousMention",
     "Answer",
     "DeadLetter",
     "Document",

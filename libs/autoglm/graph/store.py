@@ -1,8 +1,9 @@
 """Neo4j access: schema, batched idempotent writes, and the graph version.
 
-Data model: ``(:Entity {key, name, label, lookup})``, ``(:Document {id})-[:MENTIONS]->(:Entity)``
-and relations as one relationship type ``REL`` with a ``type`` property. One type (not a type per
-relation) keeps every query fully parameterised: relationship types cannot be parameters in
+Data model: ``(:Entity {key, name, label, lookup, norm})``,
+``(:Document {id})-[:MENTIONS]->(:Entity)`` and relations as one relationship type ``REL`` with
+a ``type`` property (``norm``: ``autoglm.graph.resolution``). One type (not a type per relation)
+keeps every query fully parameterised: relationship types cannot be parameters in
 Cypher, so typed relationships would mean building query text from user input. Retrieval expands
 from anchor entities and filters ``r.type`` on the few relationships of each node, which costs the
 same as a typed expansion for nodes of ordinary degree.
@@ -36,6 +37,7 @@ from neo4j.exceptions import TransientError as Neo4jTransient
 
 from autoglm.contracts import ParsedDocument
 from autoglm.errors import MisconfiguredError, TransientError
+from autoglm.graph.resolution import Ambiguity, backfill_norms
 from autoglm.graph.writes import SCHEMA_STATEMENTS as WRITE_SCHEMA_STATEMENTS
 from autoglm.graph.writes import DocumentRows, write_batch
 from autoglm.security import neo4j_driver_options
@@ -84,6 +86,10 @@ class WriteSummary:
     """Per document id: edges removed because it no longer supports them (update, delete)."""
     unchanged: frozenset[str] = frozenset()
     """Documents whose write changed nothing (same content as stored, or deleted already)."""
+    resolved: dict[str, int] = field(default_factory=dict)
+    """Per document id: its names resolved to an existing node under another form."""
+    ambiguous: dict[str, tuple[Ambiguity, ...]] = field(default_factory=dict)
+    """Per document id: its names that several nodes matched equally (written as their own)."""
 
 
 class GraphStore:
@@ -123,6 +129,8 @@ class GraphStore:
         async with self._unavailable_is_transient():
             for statement in SCHEMA_STATEMENTS:
                 await self.driver.execute_query(statement, database_=self.database)
+        # The folded names that entity resolution seeks (nodes written before it existed).
+        await backfill_norms(self)
 
     async def graph_version(self) -> int:
         async with self._unavailable_is_transient():
@@ -154,6 +162,8 @@ class GraphStore:
                 graph_relations=int(state["relations"]),
                 triples_removed=outcome.removed,
                 unchanged=outcome.unchanged,
+                resolved=outcome.resolved,
+                ambiguous=outcome.ambiguous,
             )
 
         async with (

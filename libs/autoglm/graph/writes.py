@@ -48,6 +48,11 @@ The graph model (what ``autoglm.graph.store`` adds to the ``:Entity`` / ``:REL``
   Two graph-builder replicas creating the same new name with different types at the same
   moment can still meet in one node (the key constraint serialises them, the type check does
   not); documents of one id always go to one replica.
+- **Entity resolution**: a name from text that names an existing node in another form (case,
+  accents, punctuation, a leading article, an alias) is that node, under the same type rules;
+  several equally good candidates are reported, never guessed (``autoglm.graph.resolution``,
+  which also owns ``norm``, the folded name every ``:Entity`` carries, indexed). KB lines and
+  values are exact, and a batch of KB documents runs no resolution query.
 
 Updates (``DocumentAction``): an upsert of a known document id removes what the old version
 supported and the new one does not (an edge is deleted when no source is left), then writes the
@@ -70,15 +75,18 @@ from typing import Any, NamedTuple
 
 from neo4j import AsyncManagedTransaction
 
-from autoglm.contracts import DocumentAction, ParsedDocument
+from autoglm.contracts import DocumentAction, DocumentFormat, ParsedDocument
 from autoglm.errors import BadInputError
+from autoglm.graph.resolution import MATCHED, Ambiguity, Name, fold_name, resolve_mentions
+from autoglm.graph.resolution import SCHEMA_STATEMENTS as RESOLUTION_SCHEMA_STATEMENTS
+from autoglm.graph.resolution import TYPED_KEY_SEPARATOR as TYPED_KEY_SEPARATOR
+from autoglm.graph.resolution import typed_key as typed_key
 from autoglm.nlp.keys import normalize_key
 
 UPSERT = DocumentAction.DOCUMENT_ACTION_UPSERT
 DELETE = DocumentAction.DOCUMENT_ACTION_DELETE
-
-TYPED_KEY_SEPARATOR = "|"
-"""Between name and type in the key of a typed entity whose name key is taken (see above)."""
+TRIPLES = DocumentFormat.DOCUMENT_FORMAT_TRIPLES
+TEXT = DocumentFormat.DOCUMENT_FORMAT_TEXT
 
 UNKNOWN_SOURCE = 0
 """The source of an edge written before edges recorded their sources."""
@@ -89,6 +97,7 @@ OPEN_REL = "OPEN_REL"
 SCHEMA_STATEMENTS = (
     "CREATE CONSTRAINT sentence_key IF NOT EXISTS FOR (s:Sentence) REQUIRE s.key IS UNIQUE",
     "CREATE INDEX document_ref IF NOT EXISTS FOR (d:Document) ON (d.ref)",
+    *RESOLUTION_SCHEMA_STATEMENTS,
 )
 
 
@@ -100,10 +109,6 @@ def document_ref(document_id: str) -> int:
 
 def thousandths(confidence: float) -> int:
     return 0 if confidence <= 0.0 else 1000 if confidence >= 1.0 else int(confidence * 1000 + 0.5)
-
-
-def typed_key(key: str, entity_type: str) -> str:
-    return f"{key}{TYPED_KEY_SEPARATOR}{entity_type}"
 
 
 def sentence_key(document_id: str, index: int) -> str:
@@ -145,10 +150,13 @@ class DocumentRows:
     source: str
     action: DocumentAction = UPSERT
     extractor_version: str = ""
+    text: bool = False  # read from free text: its names are resolved in any form
+    exact: bool = False  # KB lines: names are keys as they are (typed ones get a typed key)
     entities: dict[EntityRef, dict[str, str]] = field(default_factory=dict)
     triples: dict[Edge, float] = field(default_factory=dict)
     evidence: dict[Edge, set[EvidenceRow]] = field(default_factory=dict)
     mentions: set[EntityRef] = field(default_factory=set)
+    values: set[EntityRef] = field(default_factory=set)  # named as a value: resolved exactly
     sentences: dict[int, dict[str, Any]] = field(default_factory=dict)
     content_hash: str = ""
     _refs: dict[tuple[str, str, str], EntityRef | None] = field(
@@ -161,6 +169,8 @@ class DocumentRows:
         rows = cls(document.document_id, document.source, action, document.extractor_version)
         if action == DELETE:
             return rows
+        rows.exact = document.format == TRIPLES
+        rows.text = not rows.exact and (document.format == TEXT or bool(document.extractor_version))
         for mention in document.entities:
             ref = rows.add_entity(mention.text, mention.label)
             if ref is not None:
@@ -172,6 +182,8 @@ class DocumentRows:
             predicate = triple.predicate.strip()
             if subject is None or obj is None or not predicate:
                 continue
+            if triple.object_literal:
+                rows.values.add(obj)
             # A triple said twice keeps its best confidence.
             edge = (subject, predicate, obj, triple.open)
             rows.triples[edge] = max(rows.triples.get(edge, 0.0), float(triple.confidence))
@@ -218,6 +230,7 @@ class DocumentRows:
                 "name": display,
                 "label": label,
                 "lookup": (normalize_key(display) or ref.key).casefold(),
+                "norm": fold_name(display),
             }
         elif label and not row["label"]:
             row["label"] = label
@@ -256,13 +269,16 @@ def fingerprint(document: ParsedDocument) -> str:
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """What a batch did: per document id, the edges removed; which documents were unchanged."""
+    """What a batch did: per document id, the edges removed, the names resolved to an existing
+    node under another form and the ambiguous ones; which documents were unchanged."""
 
     changed: bool
     entities: int
     triples: int
     removed: dict[str, int] = field(default_factory=dict)
     unchanged: frozenset[str] = frozenset()
+    resolved: dict[str, int] = field(default_factory=dict)
+    ambiguous: dict[str, tuple[Ambiguity, ...]] = field(default_factory=dict)
 
 
 # --- Cypher ------------------------------------------------------------------------------------
@@ -282,10 +298,6 @@ MATCH (s:Entity {key: key})-[r:REL|OPEN_REL]->(o:Entity)
 WHERE d.ref IN r.sources
 RETURN d.id AS id, s.key AS subject, r.type AS predicate, o.key AS object,
        type(r) = 'OPEN_REL' AS open
-"""
-
-_READ_ENTITY_TYPES = """
-MATCH (e:Entity) WHERE e.key IN $keys RETURN e.key AS key, coalesce(e.type, '') AS type
 """
 
 # Mentions and sentences (with their SUPPORTS evidence) of documents being replaced or deleted;
@@ -332,7 +344,7 @@ RETURN x.documents AS documents
 _WRITE_ENTITIES = """
 UNWIND $entities AS e
 MERGE (n:Entity {key: e.key})
-ON CREATE SET n.name = e.name, n.label = e.label, n.lookup = e.lookup,
+ON CREATE SET n.name = e.name, n.label = e.label, n.lookup = e.lookup, n.norm = e.norm,
               n.type = CASE WHEN e.type = '' THEN null ELSE e.type END
 WITH n, e
 WHERE (n.label = '' AND e.label <> '') OR (n.type IS NULL AND e.type <> '')
@@ -422,27 +434,58 @@ def last_per_document(batch: Iterable[DocumentRows]) -> list[DocumentRows]:
     return [final[key] for key in sorted(final)]
 
 
-def resolve_keys(refs: Iterable[EntityRef], existing: dict[str, str]) -> dict[EntityRef, str]:
-    """The key of each typed, unresolved entity (see the module docstring), first come first
-    served in the order given; ``existing`` maps the keys the graph holds to their types and is
-    updated with the choices made."""
-    chosen: dict[EntityRef, str] = {}
-    for ref in dict.fromkeys(refs):
-        typed = typed_key(ref.key, ref.type)
-        if typed in existing:
-            key = typed
-        elif existing.get(ref.key, ref.type) in ("", ref.type):
-            key = ref.key
-        else:
-            key = typed
-        if not existing.get(key):
-            existing[key] = ref.type
-        chosen[ref] = key
-    return chosen
+@dataclass
+class _Keys:
+    """The key chosen for each entity that needed one (the others keep theirs), the entities
+    resolved to a node under another form, and the ambiguous ones."""
+
+    chosen: dict[EntityRef, str] = field(default_factory=dict)
+    matched: set[EntityRef] = field(default_factory=set)
+    ambiguous: dict[EntityRef, Ambiguity] = field(default_factory=dict)
 
 
-def _candidate_keys(refs: Iterable[EntityRef]) -> list[str]:
-    return sorted({k for ref in refs for k in (ref.key, typed_key(ref.key, ref.type))})
+def _mention(ref: EntityRef, row: dict[str, str], fuzzy: bool) -> Name:
+    return Name(ref.key, ref.type, row["name"], row["lookup"], row["norm"], fuzzy)
+
+
+async def _resolve(tx: AsyncManagedTransaction, writes: Sequence[DocumentRows]) -> _Keys:
+    """Keys for the names of text documents and typed names (``autoglm.graph.resolution``);
+    a batch of KB lines needs none and reads nothing."""
+    pending: dict[EntityRef, Name] = {}
+    for rows in writes:
+        if rows.exact:
+            for ref, row in rows.entities.items():
+                if ref.needs_resolution and ref not in pending:
+                    pending[ref] = _mention(ref, row, False)
+            continue
+        for ref, row in rows.entities.items():
+            # Text, and typed names (an extractor's); values only by key.
+            fuzzy = (rows.text or bool(ref.type)) and ref not in rows.values
+            if (fuzzy or ref.needs_resolution) and ref not in pending:
+                pending[ref] = _mention(ref, row, fuzzy)
+    keys = _Keys()
+    if not pending:
+        return keys
+    written: dict[EntityRef, Name] = {}
+    explicit: set[str] = set()
+    if any(m.fuzzy for m in pending.values()):
+        # Names the batch writes as they are: candidates for its text from the start.
+        for rows in writes:
+            for ref, row in rows.entities.items():
+                if ref.resolved:
+                    explicit.add(ref.key)
+                elif ref not in pending and ref not in written:
+                    written[ref] = _mention(ref, row, False)
+    outcomes = await resolve_mentions(
+        tx, list(pending.values()), written.values(), sorted(explicit)
+    )
+    for ref, outcome in zip(pending, outcomes, strict=True):
+        keys.chosen[ref] = outcome.key
+        if outcome.how in MATCHED:
+            keys.matched.add(ref)
+        if outcome.ambiguity is not None:
+            keys.ambiguous[ref] = outcome.ambiguity
+    return keys
 
 
 async def write_batch(tx: AsyncManagedTransaction, batch: Sequence[DocumentRows]) -> BatchOutcome:
@@ -479,14 +522,9 @@ async def write_batch(tx: AsyncManagedTransaction, batch: Sequence[DocumentRows]
             edge = (row["subject"], row["predicate"], row["object"], row["open"])
             stored[row["id"]].edges.append(edge)
 
-    # Keys of typed entities, chosen against the graph as it is now.
-    pending = [ref for rows in writes for ref in rows.entities if ref.needs_resolution]
-    keys: dict[EntityRef, str] = {}
-    if pending:
-        found = await (await tx.run(_READ_ENTITY_TYPES, keys=_candidate_keys(pending))).data()
-        keys = resolve_keys(pending, {r["key"]: r["type"] for r in found})
-
-    rows_of = _WriteRows.of(writes, keys)
+    # Keys of text names and typed names, chosen against the graph as it is now.
+    keys = await _resolve(tx, writes)
+    rows_of = _WriteRows.of(writes, keys.chosen, keys.matched)
     removed: dict[str, int] = {}
     orphans: set[str] = set()
     if detach:
@@ -504,12 +542,23 @@ async def write_batch(tx: AsyncManagedTransaction, batch: Sequence[DocumentRows]
         await (await tx.run(_WRITE_EVIDENCE, evidence=rows_of.evidence)).consume()
     if orphans:
         await (await tx.run(_DELETE_ORPHANS, keys=sorted(orphans))).consume()
+    resolved: dict[str, int] = {}
+    ambiguous: dict[str, tuple[Ambiguity, ...]] = {}
+    for rows in writes:
+        if keys.matched:
+            resolved[rows.document_id] = sum(ref in keys.matched for ref in rows.entities)
+        if keys.ambiguous:
+            found = tuple(keys.ambiguous[r] for r in rows.entities if r in keys.ambiguous)
+            if found:
+                ambiguous[rows.document_id] = found
     return BatchOutcome(
         True,
         len(rows_of.entities),
         len(rows_of.edges) + len(rows_of.open_edges),
         removed,
         frozenset(unchanged),
+        resolved,
+        ambiguous,
     )
 
 
@@ -574,13 +623,21 @@ class _WriteRows:
     by_document: dict[str, set[tuple[str, str, str, bool]]]
 
     @classmethod
-    def of(cls, writes: Sequence[DocumentRows], keys: dict[EntityRef, str]) -> _WriteRows:
-        """``keys``: the key chosen for each typed entity (the others keep theirs)."""
+    def of(
+        cls,
+        writes: Sequence[DocumentRows],
+        keys: dict[EntityRef, str],
+        matched: set[EntityRef] | frozenset[EntityRef] = frozenset(),
+    ) -> _WriteRows:
+        """``keys``: the key chosen for each entity that needed one (the others keep theirs);
+        ``matched``: those resolved to a node under another form, whose name as written is
+        not that node's name (another row of the batch for the node gives it)."""
 
         def key_of(ref: EntityRef) -> str:
             return keys.get(ref, ref.key) if keys else ref.key
 
         entities: dict[str, dict[str, str]] = {}
+        borrowed: set[str] = set()  # rows made from a matched name
         # Edge -> (document ref, confidence in thousandths) of each document that states it.
         support: dict[tuple[str, str, str, bool], list[tuple[int, int]]] = {}
         documents: list[dict[str, Any]] = []
@@ -592,6 +649,14 @@ class _WriteRows:
                 known = entities.get(key)
                 if known is None:
                     entities[key] = {**row, "key": key, "type": ref.type}
+                    if matched and ref in matched:
+                        borrowed.add(key)
+                elif key in borrowed and ref not in matched:
+                    # The node's own name, where the batch writes it too.
+                    borrowed.discard(key)
+                    known.update(name=row["name"], lookup=row["lookup"], norm=row["norm"])
+                    known["label"] = known["label"] or row["label"]
+                    known["type"] = known["type"] or ref.type
                 else:
                     if row["label"] and not known["label"]:
                         known["label"] = row["label"]

@@ -125,7 +125,7 @@ class ParsedDocument(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., document_id: _Optional[str] = ..., format: _Optional[_Union[DocumentFormat, str]] = ..., source: _Optional[str] = ..., sentences: _Optional[_Iterable[_Union[Sentence, _Mapping]]] = ..., entities: _Optional[_Iterable[_Union[_common_pb2.Mention, _Mapping]]] = ..., triples: _Optional[_Iterable[_Union[Triple, _Mapping]]] = ..., line_errors: _Optional[_Iterable[_Union[LineError, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[_common_pb2.HopTiming, _Mapping]]] = ..., action: _Optional[_Union[DocumentAction, str]] = ..., extractor_version: _Optional[str] = ...) -> None: ...
 
 class GraphCommit(_message.Message):
-    __slots__ = ("request_id", "schema_version", "document_id", "graph_version", "entities", "triples", "line_errors", "graph_entities", "graph_relations", "action", "triples_removed")
+    __slots__ = ("request_id", "schema_version", "document_id", "graph_version", "entities", "triples", "line_errors", "graph_entities", "graph_relations", "action", "triples_removed", "entities_resolved", "ambiguous_mentions")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +137,8 @@ class GraphCommit(_message.Message):
     GRAPH_RELATIONS_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     TRIPLES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    AMBIGUOUS_MENTIONS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     schema_version: int
     document_id: str
@@ -148,4 +150,18 @@ class GraphCommit(_message.Message):
     graph_relations: int
     action: DocumentAction
     triples_removed: int
-    def __init__(self, request_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., document_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., entities: _Optional[int] = ..., triples: _Optional[int] = ..., line_errors: _Optional[int] = ..., graph_entities: _Optional[int] = ..., graph_relations: _Optional[int] = ..., action: _Optional[_Union[DocumentAction, str]] = ..., triples_removed: _Optional[int] = ...) -> None: ...
+    entities_resolved: int
+    ambiguous_mentions: _containers.RepeatedCompositeFieldContainer[AmbiguousMention]
+    def __init__(self, request_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., document_id: _Optional[str] = ..., graph_version: _Optional[int] = ..., entities: _Optional[int] = ..., triples: _Optional[int] = ..., line_errors: _Optional[int] = ..., graph_entities: _Optional[int] = ..., graph_relations: _Optional[int] = ..., action: _Optional[_Union[DocumentAction, str]] = ..., triples_removed: _Optional[int] = ..., entities_resolved: _Optional[int] = ..., ambiguous_mentions: _Optional[_Iterable[_Union[AmbiguousMention, _Mapping]]] = ...) -> None: ...
+
+class AmbiguousMention(_message.Message):
+    __slots__ = ("mention", "type", "key", "candidates")
+    MENTION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    mention: str
+    type: str
+    key: str
+    candidates: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, mention: _Optional[str] = ..., type: _Optional[str] = ..., key: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ...) -> None: ...
