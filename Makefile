@@ -107,3 +107,15 @@ bench-inference: setup  ## inference: dynamic batching vs batch 1, and eval thro
 .PHONY: bench-extraction
 bench-extraction: setup  ## WebNLG dev: text-to-triples scores, parser service vs bare extraction, text to answers (bench/results/extraction.json)
 	$(PY) bench/extraction.py $(BENCH_EXTRACTION_ARGS)
+
+# Chaos test (issue 11.1), outside `make test`: its own stack (3 brokers, ports 26092-26097,
+# 26687, 26379, .stack/bench-faults), two replicas of parser, graph-builder and inference.
+.PHONY: test-faults test-faults-ci test-overload
+test-faults: setup  ## chaos test: 2,000 questions + 200 documents while replicas, a broker, Neo4j and Redis fail (bench/results/reliability.json)
+	flock /tmp/autoglm-it.lock $(PY) bench/faults.py $(FAULTS_ARGS)
+
+test-faults-ci: setup  ## the chaos test at CI size: 200 questions + 200 documents
+	flock /tmp/autoglm-it.lock $(PY) bench/faults.py --questions 200 $(FAULTS_ARGS)
+
+test-overload: setup  ## overload (issue 11.5): 20,000 questions at once on the chaos stack, no faults: peak RSS, loss, latency after
+	flock /tmp/autoglm-it.lock $(PY) bench/faults.py --overload --questions 20000 $(FAULTS_ARGS)

@@ -137,7 +137,8 @@ class ServiceRuntime:
         that raised an unexpected exception."""
         self.max_attempts = settings.processing_attempts
         self.broker = KafkaBroker(
-            settings.kafka_bootstrap,
+            # A list: faststream hands a string to aiokafka as one host ("a:1,b:2" unsplit).
+            settings.kafka_bootstrap.split(","),
             # Secure mode: SASL_SSL as this service's own principal (autoglm.security).
             security=kafka_security(settings, name),
             client_id=f"autoglm-{name}",

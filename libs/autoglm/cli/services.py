@@ -3,6 +3,9 @@
 Processes are launched, identified and stopped with the local stack's process helpers
 (``autoglm.stack.procs``): a pid file names one process for good, so ``stop`` never signals a
 process it did not start.
+
+A second replica of a service is named ``<service>.<n>`` (``parser.2``): its own pid file and
+log, the same consumer group, so the replicas share the partitions (``bench/faults.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,20 @@ SERVICES = {
     "trainer": "services.trainer",
 }
 
+REPLICA_SEPARATOR = "."
+
+
+def service_of(name: str) -> str:
+    """The service a process name runs: ``parser`` itself, or its replica ``parser.2``."""
+    base, separator, replica = name.partition(REPLICA_SEPARATOR)
+    if base not in SERVICES or (separator and not replica.isdigit()):
+        raise KeyError(
+            f"unknown service {name!r}; choose from {', '.join(SERVICES)} "
+            f"(a replica: <service>{REPLICA_SEPARATOR}<n>)"
+        )
+    return base
+
+
 # ServiceRuntime logs this once the broker is connected and every subscriber started.
 READY_MARKER = "service ready"
 
@@ -54,20 +71,27 @@ class ServiceManager:
     def _pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
 
+    def _names(self) -> list[str]:
+        """The services, then the replicas that have a pid file."""
+        replicas = sorted(
+            p.stem
+            for p in self.run_dir.glob(f"*{REPLICA_SEPARATOR}*.pid")
+            if REPLICA_SEPARATOR in p.stem and p.stem.partition(REPLICA_SEPARATOR)[0] in SERVICES
+        )
+        return [*SERVICES, *replicas]
+
     def _spec(self, name: str) -> ServerSpec:
-        if name not in SERVICES:
-            raise KeyError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
         return ServerSpec(
             name=name,
             endpoints=(),
-            argv=(sys.executable, "-m", SERVICES[name]),
+            argv=(sys.executable, "-m", SERVICES[service_of(name)]),
             log_file=self.log_dir / f"{name}.log",
             env=self.env,
         )
 
     def status(self) -> list[ServiceProcess]:
         statuses = []
-        for name in SERVICES:
+        for name in self._names():
             record = running_record(self._pid_file(name))
             statuses.append(
                 ServiceProcess(
@@ -106,10 +130,12 @@ class ServiceManager:
         return self.status()
 
     def stop(self, names: list[str] | None = None, grace_s: float = 20.0) -> list[ServiceProcess]:
-        """SIGTERM (in-flight messages finish and are committed), SIGKILL after ``grace_s``."""
-        records = [running_record(self._pid_file(name)) for name in names or list(SERVICES)]
+        """SIGTERM (in-flight messages finish and are committed), SIGKILL after ``grace_s``.
+        Without ``names``: every service and replica."""
+        names = names or self._names()
+        records = [running_record(self._pid_file(name)) for name in names]
         terminate([r.process for r in records if r is not None], grace_s)
-        for name in names or list(SERVICES):
+        for name in names:
             self._pid_file(name).unlink(missing_ok=True)
         return self.status()
 
