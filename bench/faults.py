@@ -774,6 +774,7 @@ async def scenario(args: argparse.Namespace, settings: Settings) -> dict[str, An
             + ", ".join(f"{f.at_s:.0f}s {f.kind} {f.target}" for f in faults)
         )
         started = time.monotonic()
+        started_wall = time.time()
         injector = Injector(settings, manager, started)
         sent_at: dict[str, float] = {}
         fault_tasks = [asyncio.create_task(injector.run(f)) for f in faults]
@@ -904,6 +905,14 @@ async def scenario(args: argparse.Namespace, settings: Settings) -> dict[str, An
         "missing": missing_q,
         "duplicated": duplicated_q,
         "question_ids_with_duplicates": sum(1 for c in q_counts.values() if c > 1),
+        "duplicate_examples": {
+            rid: {
+                "published_at_s": round(sent_at[rid] - started, 1) if rid in sent_at else None,
+                "results_at_s": [round(ts / 1000 - started_wall, 1) for ts, _ in out.results[rid]],
+                "statuses": [ResultStatus.Name(st) for _, st in out.results[rid]],
+            }
+            for rid in sorted(r for r, c in q_counts.items() if c > 1)[:12]
+        },
         "documents_missing": missing_d,
         "documents_duplicated": duplicated_d,
         "result_statuses": dict(statuses),
