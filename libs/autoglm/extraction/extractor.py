@@ -135,6 +135,31 @@ def decode_spans(tags: Sequence[int], tokens: Tokenized) -> list[tuple[int, int]
     return spans
 
 
+def _join_articles(
+    text: str, pieces: list[tuple[int, int]], mentions: list[CharSpan]
+) -> tuple[list[tuple[int, int]], list[CharSpan]]:
+    """A mention that is only an article ("The") followed by a mention one space later is the
+    start of that mention (a title the tagger cut in two: "The | Copper Lantern")."""
+    out_pieces: list[tuple[int, int]] = []
+    out_mentions: list[CharSpan] = []
+    index = 0
+    while index < len(mentions):
+        start, end = mentions[index]
+        if (
+            index + 1 < len(mentions)
+            and text[start:end] in ("The", "A", "An")
+            and mentions[index + 1][0] == end + 1
+        ):
+            out_pieces.append((pieces[index][0], pieces[index + 1][1]))
+            out_mentions.append((start, mentions[index + 1][1]))
+            index += 2
+            continue
+        out_pieces.append(pieces[index])
+        out_mentions.append((start, end))
+        index += 1
+    return out_pieces, out_mentions
+
+
 class NeuralExtractor:
     """A trained ``SpanRelationExtractor`` applied with a schema."""
 
@@ -224,10 +249,12 @@ class NeuralExtractor:
     def _window_facts(
         self, window: Window, tokenized: Tokenized, tokens: Tensor, tags: Sequence[int]
     ) -> list[ExtractedTriple]:
-        piece_spans = decode_spans(tags, tokenized)[: self.max_mentions]
+        piece_spans = decode_spans(tags, tokenized)
+        mentions = self._mentions(window, tokenized, tags)
+        piece_spans, mentions = _join_articles(window.text, piece_spans, mentions)
+        piece_spans, mentions = piece_spans[: self.max_mentions], mentions[: self.max_mentions]
         if len(piece_spans) < 2:
             return []
-        mentions = self._mentions(window, tokenized, tags)[: self.max_mentions]
         keep = [
             i
             for i, (a, b) in enumerate(mentions)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from autoglm.extraction.extractor import _strip_span, decode_spans, split_sentences
+from autoglm.extraction.extractor import (
+    _join_articles,
+    _strip_span,
+    decode_spans,
+    split_sentences,
+)
 from autoglm.extraction.features import Tokenized
 
 
@@ -32,3 +37,12 @@ def test_mentions_lose_articles_and_edge_punctuation_but_keep_initials():
     assert text[start:end] == "J. R. R."
     title = "The Glass Orchard,"
     assert title[slice(*_strip_span(title, 0, len(title)))] == "The Glass Orchard"
+
+
+def test_a_title_cut_after_its_article_is_joined():
+    text = "Idris directed The Copper Lantern in Ghent."
+    pieces = [(1, 1), (3, 3), (4, 5), (7, 7)]
+    mentions = [(0, 5), (15, 18), (19, 33), (37, 42)]
+    joined_pieces, joined = _join_articles(text, pieces, mentions)
+    assert [text[a:b] for a, b in joined] == ["Idris", "The Copper Lantern", "Ghent"]
+    assert joined_pieces == [(1, 1), (3, 5), (7, 7)]
