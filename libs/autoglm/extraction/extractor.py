@@ -135,6 +135,13 @@ def decode_spans(tags: Sequence[int], tokens: Tokenized) -> list[tuple[int, int]
     return spans
 
 
+def _paragraph_break(gap: str) -> bool:
+    """Whether a sentence and what follows it up to the next sentence end a paragraph: a blank
+    line, or a line break right after the sentence (spaCy keeps that white space in the
+    sentence, a rule splitter between the two)."""
+    return bool(re.search(r"\n\s*\n", gap)) or gap.rstrip(" \t").endswith("\n")
+
+
 def _join_articles(
     text: str, pieces: list[tuple[int, int]], mentions: list[CharSpan]
 ) -> tuple[list[tuple[int, int]], list[CharSpan]]:
@@ -200,7 +207,13 @@ class NeuralExtractor:
             first = 0
             while first < len(spans):
                 last, used = first, lengths[first]
-                while last + 1 < len(spans) and used + lengths[last + 1] <= budget:
+                while (
+                    last + 1 < len(spans)
+                    and used + lengths[last + 1] <= budget
+                    # A window never crosses a paragraph break: a paragraph is what a pronoun
+                    # can refer back into.
+                    and not _paragraph_break(text[spans[last][0] : spans[last + 1][0]])
+                ):
                     last += 1
                     used += lengths[last]
                 start, end = spans[first][0], spans[last][1]
