@@ -250,9 +250,13 @@ class NeuralExtractor:
                         into[key] = fact
         return [sorted(f.values(), key=lambda t: (t.start_char, -t.confidence)) for f in found]
 
-    def _mentions(self, window: Window, tokens: Tokenized, tags: Sequence[int]) -> list[CharSpan]:
+    @staticmethod
+    def _mentions(
+        window: Window, tokens: Tokenized, pieces: Sequence[tuple[int, int]]
+    ) -> list[CharSpan]:
+        """The character span of each tagged word-piece range, as a clean name."""
         spans: list[CharSpan] = []
-        for first, last in decode_spans(tags, tokens):
+        for first, last in pieces:
             start, end = _word_bounds(
                 window.text, tokens.offsets[first][0], tokens.offsets[last][1]
             )
@@ -263,7 +267,7 @@ class NeuralExtractor:
         self, window: Window, tokenized: Tokenized, tokens: Tensor, tags: Sequence[int]
     ) -> list[ExtractedTriple]:
         piece_spans = decode_spans(tags, tokenized)
-        mentions = self._mentions(window, tokenized, tags)
+        mentions = self._mentions(window, tokenized, piece_spans)
         piece_spans, mentions = _join_articles(window.text, piece_spans, mentions)
         piece_spans, mentions = piece_spans[: self.max_mentions], mentions[: self.max_mentions]
         if len(piece_spans) < 2:
